@@ -1,0 +1,263 @@
+"""Typed run configuration: dataclasses, YAML presets, ``--set`` overrides and validation.
+
+A config is a tree of dataclasses addressed by dotted keys (``train.steps``). Presets are partial YAML
+trees applied over the defaults; ``--set key=value`` overrides are type-checked against the field types.
+Every error is a one-line :class:`ConfigError` that names the offending key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, key or file; the message names the culprit."""
+
+
+def _choice(*options: str, default: str) -> Any:
+    return field(default=default, metadata={"choices": options})
+
+
+@dataclass
+class DataConfig:
+    name: str = _choice("mnist5k", "cifar10", "cifar100", "folder", "npz", default="mnist5k")
+    root: str = ""  # archive / folder / .npz path; "" = the cache dir (cifar) where that makes sense
+    resolution: int = 32
+    hflip: bool = False  # random horizontal flip
+    crop_scale: float = 1.0  # random-resized-crop minimum area scale; 1.0 = off
+    download: bool = True  # cifar: download (checksum-verified) when missing and online
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _choice("dcgan", "biggan32", default="dcgan")
+    z_dim: int = 64
+    g_width: int = 64  # base channel width of G
+    d_width: int = 64  # base channel width of D
+    shared_dim: int = 128  # biggan: shared class embedding fed to conditional BN
+    attention: bool = True  # biggan: self-attention at 16x16 in G and D
+    g_sn: bool = False  # spectral norm in G
+    d_sn: bool = True  # spectral norm in D
+    embed_dim: int = 512  # D2D-CE / 2C embedding dimension
+    init: str = _choice("orthogonal", "normal", "default", default="orthogonal")
+
+
+@dataclass
+class LossConfig:
+    adv: str = _choice("hinge", default="hinge")
+    cond: str = _choice("d2d_ce", "ac", "pd", "none", default="d2d_ce")
+    cond_weight: float = 0.5  # lambda of the conditional term (D and G)
+    temperature: float = 0.5
+    m_p: float = 0.98  # D2D-CE positive margin
+    m_n: float | None = None  # D2D-CE negative margin; None = 1 - m_p
+    reference_form: bool = True  # D2D-CE as in the reference code (see losses.conditional)
+
+
+@dataclass
+class OptimConfig:
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    eps: float = 1e-6
+    lr_decay: str = _choice("none", "linear", default="none")  # over train.steps, to 0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # generator steps
+    batch_size: int = 64
+    n_dis: int = 1  # D steps per G step, each on its own real batch
+    seed: int = 0
+    ema_decay: float = 0.999
+    ema_start: int = 0  # G steps before which G_ema is a plain copy of G
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 500
+    keep_ckpts: int = 3
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = 2000  # EMA-G samples scored by the evaluation classifier at the end of training
+
+
+@dataclass
+class Config:
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# flat view: dotted key -> (section object, field)
+
+def _fields(obj: Any, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field, Any]]:
+    """Dotted key -> (owning section object, its dataclass field, the field's resolved type)."""
+    out: dict[str, tuple[Any, dataclasses.Field, Any]] = {}
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_fields(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = (obj, f, hints[f.name])
+    return out
+
+
+def valid_keys() -> list[str]:
+    return sorted(_fields(Config()))
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the field type ``hint``; YAML strings like '1e-4' become floats."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"config key '{key}' expects {name}, got {value!r}")
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Set dotted ``key`` to ``value`` with a type and choice check."""
+    table = _fields(cfg)
+    if key not in table:
+        if any(k.startswith(key + ".") for k in table):
+            raise ConfigError(f"config key '{key}' is a section; set one of its keys, e.g. '{key}.…'")
+        raise _unknown_key(key)
+    obj, f, hint = table[key]
+    value = _coerce(key, value, hint)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}; got {value!r}")
+    setattr(obj, f.name, value)
+
+
+def apply_tree(cfg: Config, tree: dict, prefix: str = "") -> None:
+    """Apply a nested dict (a parsed YAML preset) over ``cfg``."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping")
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            apply_tree(cfg, v, key + ".")
+        else:
+            set_value(cfg, key, v)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a ``key=value`` override; the value is read as YAML (``true``, ``3``, ``null``, ``abc``)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that single-field types cannot express."""
+    positive = ["train.steps", "train.batch_size", "train.n_dis", "train.log_every", "train.sample_every",
+                "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim", "model.g_width",
+                "model.d_width", "model.embed_dim", "eval.num_samples"]
+    flat = to_flat(cfg)
+    for key in positive:
+        if flat[key] <= 0:
+            raise ConfigError(f"config key '{key}' must be positive; got {flat[key]!r}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1); got {cfg.train.ema_decay}")
+    if not 0.0 < cfg.data.crop_scale <= 1.0:
+        raise ConfigError(f"config key 'data.crop_scale' must be in (0, 1]; got {cfg.data.crop_scale}")
+    if cfg.loss.temperature <= 0:
+        raise ConfigError(f"config key 'loss.temperature' must be positive; got {cfg.loss.temperature}")
+    if cfg.model.arch == "biggan32" and cfg.model.z_dim % 4:
+        raise ConfigError(f"config key 'model.z_dim' must split into 4 chunks for biggan32; got {cfg.model.z_dim}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# conversion
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_flat(cfg: Config) -> dict[str, Any]:
+    return {k: getattr(obj, f.name) for k, (obj, f, _h) in _fields(cfg).items()}
+
+
+def from_dict(tree: dict) -> Config:
+    cfg = Config()
+    apply_tree(cfg, tree)
+    validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return tree
+
+
+def build_config(base_tree: dict | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then a preset/config tree, then ``key=value`` overrides; validated."""
+    cfg = Config()
+    if base_tree:
+        apply_tree(cfg, base_tree)
+    for text in overrides or []:
+        set_value(cfg, *parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    fa, fb = to_flat(a), to_flat(b)
+    return [k for k in fa if fa[k] != fb[k]]
