@@ -1,0 +1,68 @@
+"""The local data cache directory and a checksum-verified downloader."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from condgan.data.base import DataError
+
+_CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    """``$CONDGAN_CACHE`` or ``~/.cache/condgan``; created on demand."""
+    env = os.environ.get("CONDGAN_CACHE", "")
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "condgan"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create cache directory {path}: {err}") from None
+    return path
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """Hex md5 of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 60.0) -> Path:
+    """Fetch ``url`` to ``dest`` via a temp file in the same directory, verify its md5, then rename.
+
+    The rename happens only after the checksum matches, so ``dest`` is never a partial or wrong file.
+    Raises DataError on a network/IO failure or a checksum mismatch (the temp file is removed).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    digest = hashlib.md5()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            # disable=None: the bar shows on a terminal and stays silent in logs and tests.
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+    except BaseException as err:  # also Ctrl-C: never leave a .part file behind
+        tmp.unlink(missing_ok=True)
+        if not isinstance(err, (OSError, ValueError)):  # URLError and HTTPError are OSErrors
+            raise
+        reason = " ".join(str(getattr(err, "reason", err)).split())
+        raise DataError(f"download of {url} failed: {reason}") from None
+    got = digest.hexdigest()
+    if got != md5.lower():
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"checksum mismatch for {dest.name} from {url}: expected md5 {md5}, got {got}")
+    os.replace(tmp, dest)
+    return dest

@@ -1,0 +1,77 @@
+"""``folder`` datasets: a directory with one sub-folder of images per class.
+
+Class indices follow the sorted sub-folder names. If the root holds ``train/`` and ``test/``
+sub-directories, each split reads its own; otherwise both splits read the whole folder (there is no
+held-out set, so "test" metrics are then computed on the training images).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from condgan.data.base import DataError, ImageDataset, make_dataset
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def _visible_dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _split_root(root: Path, split: str) -> Path:
+    """``root/<split>`` when the root has both train/ and test/, else the root itself."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return root / split
+    return root
+
+
+def list_images(class_dir: Path) -> list[Path]:
+    """Image files under ``class_dir`` (recursively, case-insensitive suffix), in sorted order."""
+    return sorted(p for p in class_dir.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def read_image(path: Path, resolution: int) -> np.ndarray:
+    """One image file -> uint8 [R, R, 3]: RGB, centre-cropped to a square, bicubic-resized."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")  # also forces the full decode, so truncated files fail here
+            side = min(img.size)
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side))
+            if side != resolution:
+                img = img.resize((resolution, resolution), Image.Resampling.BICUBIC)
+            return np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
+
+
+def load_folder(root: str, split: str, resolution: int) -> ImageDataset:
+    """uint8 [N, 3, R, R] images and their class indices from ``root/<class>/*.png`` (see module doc)."""
+    if not root:
+        raise DataError("data.root must name the image folder for data.name=folder")
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"image folder not found: {base}")
+    # Classes come from the train side so both splits agree on the index of every class.
+    classes = [d.name for d in _visible_dirs(_split_root(base, "train"))]
+    split_dir = _split_root(base, split)
+    if not classes:
+        raise DataError(f"no class sub-folders in {_split_root(base, 'train')}")
+    extra = sorted({d.name for d in _visible_dirs(split_dir)} - set(classes))
+    if extra:
+        raise DataError(f"class folder {split_dir / extra[0]} has no counterpart in the train split")
+    arrays, labels = [], []
+    for index, name in enumerate(classes):
+        files = list_images(split_dir / name) if (split_dir / name).is_dir() else []
+        if not files and split_dir == _split_root(base, "train"):
+            raise DataError(f"class folder {split_dir / name} contains no images")
+        arrays.extend(read_image(path, resolution) for path in files)
+        labels.extend([index] * len(files))
+    if not arrays:
+        raise DataError(f"no images found in {split_dir}")
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return make_dataset(images, torch.tensor(labels, dtype=torch.int64), len(classes), "folder")

@@ -1,0 +1,74 @@
+"""Fixed-size random batches from a dataset that already lives on the training device."""
+from __future__ import annotations
+
+import torch
+
+from condgan.data.base import DataError, ImageDataset
+
+
+class BatchSampler:
+    """Draws fixed-size batches (drop_last semantics) from a dataset that lives on the training device as uint8.
+
+    Each epoch is a permutation from a dedicated CPU generator seeded with ``seed``; it is copied to
+    the device once per epoch, so a step costs only a slice and two device-side gathers.
+    """
+
+    def __init__(self, dataset: ImageDataset, batch_size: int, seed: int) -> None:
+        size = len(dataset)
+        if batch_size < 1 or batch_size > size:
+            raise DataError(f"batch_size {batch_size} must be in [1, {size}] for dataset {dataset.name} "
+                            f"of {size} images")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.epoch = 0
+        self.position = 0
+        self._new_permutation()
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Full batches per epoch (the incomplete tail is dropped)."""
+        return len(self.dataset) // self.batch_size
+
+    def _new_permutation(self) -> None:
+        self.perm = torch.randperm(len(self.dataset), generator=self.generator)
+        self._perm_device = self.perm.to(self.dataset.images.device)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch: uint8 images [B, C, H, W] and int64 labels [B] on the dataset's device."""
+        if self.position + self.batch_size > self.perm.numel():
+            self.epoch += 1
+            self.position = 0
+            self._new_permutation()
+        index = self._perm_device[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.dataset.images.index_select(0, index), self.dataset.labels.index_select(0, index)
+
+    def state_dict(self) -> dict:
+        """Epoch, position, generator state and current permutation (loads with weights_only=True)."""
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "generator": self.generator.get_state(),
+            "perm": self.perm.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume exactly where :meth:`state_dict` was taken (same dataset size required)."""
+        missing = [key for key in ("epoch", "position", "generator", "perm") if key not in state]
+        if missing:
+            raise DataError(f"batch sampler state is missing key '{missing[0]}'")
+        perm = state["perm"]
+        if not isinstance(perm, torch.Tensor) or perm.dtype != torch.int64 or perm.numel() != len(self.dataset):
+            raise DataError(f"batch sampler state 'perm' does not match a dataset of {len(self.dataset)} images")
+        if int(state.get("batch_size", self.batch_size)) != self.batch_size:
+            raise DataError(f"batch sampler state has batch_size {state['batch_size']}, "
+                            f"this sampler uses {self.batch_size}")
+        self.generator.set_state(state["generator"].cpu())
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self.perm = perm.cpu().clone()
+        self._perm_device = self.perm.to(self.dataset.images.device)

@@ -1,0 +1,33 @@
+"""``load_dataset``: dispatch a :class:`DataConfig` to the loader for its ``name``."""
+from __future__ import annotations
+
+from condgan.config import DataConfig
+from condgan.data.base import DataError, ImageDataset, check_resolution
+from condgan.data.cifar import SPECS as CIFAR_SPECS
+from condgan.data.cifar import load_cifar
+from condgan.data.folder import load_folder
+from condgan.data.mnist5k import load_mnist5k
+from condgan.data.npz import load_npz
+
+DATASETS = ("mnist5k", "cifar10", "cifar100", "folder", "npz")
+SPLITS = ("train", "test")
+
+
+def load_dataset(cfg: DataConfig, split: str = "train") -> ImageDataset:
+    """Load ``split`` ("train" | "test") of the dataset named by ``cfg.name`` at ``cfg.resolution``.
+
+    Returns uint8 images [N, C, R, R] and int64 labels [N] on the CPU. folder / npz without a separate
+    test set return the training data for "test" (see their modules).
+    """
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    resolution = check_resolution(cfg.resolution)
+    if cfg.name == "mnist5k":
+        return load_mnist5k(split, resolution)
+    if cfg.name in CIFAR_SPECS:
+        return load_cifar(cfg.name, split, cfg.root, resolution, cfg.download)
+    if cfg.name == "folder":
+        return load_folder(cfg.root, split, resolution)
+    if cfg.name == "npz":
+        return load_npz(cfg.root, split, resolution)
+    raise DataError(f"data.name must be one of {', '.join(DATASETS)}, got {cfg.name!r}")
