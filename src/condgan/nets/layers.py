@@ -1,0 +1,185 @@
+"""Building blocks shared by every architecture: spectral norm, conditional BN, self-attention, init.
+
+Spectral normalisation is our own small implementation (not ``torch.nn.utils.spectral_norm``) so the
+trainable tensor keeps its plain name ``weight``: state dicts read ``weight``, ``bias``, ``u`` and
+parameter counts equal those of the unnormalised layer.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SN_EPS = 1e-6  # BigGAN / StudioGAN value; also the floor of the vector norms in the power iteration
+
+INIT_METHODS = ("orthogonal", "normal", "default")
+
+
+class _SpectralNorm:
+    """Mixin for a layer with a ``weight`` whose dim 0 is the output dim: uses ``weight / sigma``.
+
+    sigma is the top singular value of ``weight.reshape(out, -1)``, estimated with one power iteration
+    per training forward (the left vector ``u`` persists as a buffer, so the estimate converges over
+    steps). In eval mode ``u`` is left untouched.
+    """
+
+    weight: nn.Parameter
+    u: torch.Tensor
+    training: bool
+
+    def _init_spectral_norm(self, eps: float) -> None:
+        self.sn_eps = eps
+        u = torch.randn(self.weight.shape[0], dtype=self.weight.dtype, device=self.weight.device)
+        self.register_buffer("u", F.normalize(u, dim=0, eps=eps))  # type: ignore[attr-defined]
+
+    def normalized_weight(self) -> torch.Tensor:
+        """``weight / sigma``, same shape as ``weight``; differentiable through sigma (u, v held fixed)."""
+        w = self.weight
+        # fp16 power iterations under autocast lose the precision sigma needs; do them in the weight's dtype.
+        with torch.autocast(device_type=w.device.type, enabled=False):
+            mat = w.reshape(w.shape[0], -1)
+            with torch.no_grad():
+                if self.training:
+                    v = F.normalize(torch.mv(mat.t(), self.u), dim=0, eps=self.sn_eps)
+                    u = F.normalize(torch.mv(mat, v), dim=0, eps=self.sn_eps)
+                    self.u.copy_(u)
+                else:
+                    # A copy, so a later training forward updating the buffer cannot invalidate this graph.
+                    u = self.u.clone()
+                    v = F.normalize(torch.mv(mat.t(), u), dim=0, eps=self.sn_eps)
+            # u is a fresh tensor (not the buffer), so calling the layer twice before backward is safe.
+            sigma = torch.dot(u, torch.mv(mat, v))
+        return w / sigma
+
+    def sigma(self) -> torch.Tensor:
+        """Current estimate of the top singular value (scalar, no grad), without updating ``u``."""
+        with torch.no_grad():
+            mat = self.weight.reshape(self.weight.shape[0], -1)
+            v = F.normalize(torch.mv(mat.t(), self.u), dim=0, eps=self.sn_eps)
+            return torch.dot(self.u, torch.mv(mat, v))
+
+
+class SNConv2d(_SpectralNorm, nn.Conv2d):
+    """Spectrally normalised ``nn.Conv2d``: x [B, in, H, W] -> [B, out, H', W']."""
+
+    def __init__(self, *args, sn_eps: float = SN_EPS, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_spectral_norm(sn_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalized_weight(), self.bias)
+
+
+class SNLinear(_SpectralNorm, nn.Linear):
+    """Spectrally normalised ``nn.Linear``: x [..., in] -> [..., out]."""
+
+    def __init__(self, *args, sn_eps: float = SN_EPS, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_spectral_norm(sn_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.normalized_weight(), self.bias)
+
+
+class SNEmbedding(_SpectralNorm, nn.Embedding):
+    """Spectrally normalised ``nn.Embedding`` (u over dim 0, the embeddings): idx [...] -> [..., dim]."""
+
+    def __init__(self, *args, sn_eps: float = SN_EPS, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_spectral_norm(sn_eps)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.embedding(idx, self.normalized_weight(), self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
+
+
+def conv2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
+           bias: bool = True, sn: bool = True) -> nn.Conv2d:
+    """A Conv2d, spectrally normalised when ``sn``."""
+    cls = SNConv2d if sn else nn.Conv2d
+    return cls(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=bias)
+
+
+def linear(in_f: int, out_f: int, bias: bool = True, sn: bool = True) -> nn.Linear:
+    """A Linear, spectrally normalised when ``sn``."""
+    cls = SNLinear if sn else nn.Linear
+    return cls(in_f, out_f, bias=bias)
+
+
+def embedding(num: int, dim: int, sn: bool = True) -> nn.Embedding:
+    """An Embedding of ``num`` vectors of size ``dim``, spectrally normalised when ``sn``."""
+    cls = SNEmbedding if sn else nn.Embedding
+    return cls(num, dim)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BN without affine, then a per-sample affine from a conditioning vector (BigGAN-style).
+
+    forward(x [B, C, H, W], c [B, cond_dim]) -> [B, C, H, W] = bn(x) * (1 + gain(c)) + bias(c).
+    """
+
+    def __init__(self, num_features: int, cond_dim: int, sn: bool, eps: float = 1e-4,
+                 momentum: float = 0.1) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
+        # No biases: "1 +" centres the gain at identity, and bias(c) already is the shift.
+        self.gain = linear(cond_dim, num_features, bias=False, sn=sn)
+        self.bias = linear(cond_dim, num_features, bias=False, sn=sn)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        gain = self.gain(c)[:, :, None, None]
+        bias = self.bias(c)[:, :, None, None]
+        return self.bn(x) * (1 + gain) + bias
+
+
+class SelfAttention(nn.Module):
+    """SAGAN/BigGAN self-attention with 2x2 max-pooled keys and values.
+
+    forward(x [B, C, H, W], H and W even) -> x + gamma * o(attended values), same shape; gamma starts at
+    0 so the layer starts as the identity.
+    """
+
+    def __init__(self, channels: int, sn: bool) -> None:
+        super().__init__()
+        if channels < 8:
+            raise ValueError(f"SelfAttention needs at least 8 channels; got {channels}")
+        self.theta = conv2d(channels, channels // 8, 1, bias=False, sn=sn)
+        self.phi = conv2d(channels, channels // 8, 1, bias=False, sn=sn)
+        self.g = conv2d(channels, channels // 2, 1, bias=False, sn=sn)
+        self.o = conv2d(channels // 2, channels, 1, bias=False, sn=sn)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        theta = self.theta(x).flatten(2)                      # [B, C/8, HW]
+        phi = F.max_pool2d(self.phi(x), 2).flatten(2)         # [B, C/8, HW/4]
+        g = F.max_pool2d(self.g(x), 2).flatten(2)             # [B, C/2, HW/4]
+        attn = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)  # [B, HW, HW/4]
+        attended = torch.bmm(g, attn.transpose(1, 2)).view(b, g.shape[1], h, w)
+        return x + self.gamma * self.o(attended)
+
+
+def init_weights(module: nn.Module, method: str) -> None:
+    """Re-initialise every Conv2d/ConvTranspose2d/Linear/Embedding weight in ``module`` (biases to 0).
+
+    method: "orthogonal" (BigGAN), "normal" (N(0, 0.02), DCGAN) or "default" (keep torch's init).
+    Normalisation layers are left alone.
+    """
+    if method not in INIT_METHODS:
+        raise ValueError(f"unknown init method {method!r}; expected one of {INIT_METHODS}")
+    if method == "default":
+        return
+    for m in module.modules():
+        if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            continue
+        if method == "orthogonal":
+            nn.init.orthogonal_(m.weight)
+        else:
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of scalars in ``module``'s parameters (SN layers count their single ``weight``)."""
+    return sum(p.numel() for p in module.parameters())
