@@ -1,0 +1,96 @@
+"""Class-conditioning losses: the auxiliary classifier's cross-entropy (AC) and ReACGAN's D2D-CE.
+
+D2D-CE (Data-to-Data Cross-Entropy) on normalised embeddings f_i and class proxies v_i, with
+pos_i = <f_i, v_i>, s_ij = <f_i, f_j> and neg(i) = {j != i : y_j != y_i}:
+
+    L_i = a_i + log( e^{-a_i} + sum_{j in neg(i)} e^{ReLU((s_ij - m_n) / T)} ),
+    a_i = ReLU((m_p - pos_i) / T).
+
+The margins make well-classified pairs free: pos_i >= m_p and s_ij <= m_n contribute no gradient.
+``reference_form=True`` reproduces the public reference implementation, whose numbers the paper
+reports: every negative term is multiplied by e^{-M_i}, M_i = max_{j != i} (s_ij - m_n) / T over
+*all* j != i (before the ReLU), as a detached constant. The positive term is not scaled, so this is
+not a mere log-sum-exp shift: values and gradients differ from the paper form.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+
+def ac_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Auxiliary-classifier loss: mean cross-entropy. logits [N, C], labels [N] int64 -> scalar."""
+    return F.cross_entropy(logits, labels)
+
+
+def _d2d_ce_from_similarities(
+    pos: torch.Tensor,
+    sim: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    m_p: float,
+    m_n: float,
+    reference_form: bool,
+) -> torch.Tensor:
+    """Per-sample D2D-CE from similarities: pos [N], sim [N, N] (diagonal ignored), labels [N] -> [N].
+
+    Pure function of the similarities, so the margin properties can be tested by differentiating
+    w.r.t. pos and sim directly.
+    """
+    n = sim.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    is_neg = labels[:, None] != labels[None, :]          # [N, N]; the diagonal is never a negative
+    a = F.relu((m_p - pos) / temperature)                # [N] positive-attraction term
+    z = (sim - m_n) / temperature                         # [N, N]
+    neg_terms = F.relu(z)
+    if reference_form:
+        # M_i spans every j != i (same class included) and is taken before the ReLU, as a constant.
+        m = z.detach().masked_fill(eye, float("-inf")).amax(dim=1)
+        # N == 1 leaves no j != i (amax gives -inf); define M_i = 0 without a host-side branch.
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        neg_terms = neg_terms - m[:, None]
+    # Non-negatives become -inf so they vanish from the log-sum-exp (and get exactly zero gradient);
+    # the always-finite -a_i column keeps every row's log-sum-exp finite, even with no negatives.
+    neg_terms = neg_terms.masked_fill(~is_neg, float("-inf"))
+    terms = torch.cat([-a[:, None], neg_terms], dim=1)  # [N, N + 1]
+    return a + torch.logsumexp(terms, dim=1)
+
+
+def d2d_ce(
+    embed: torch.Tensor,
+    proxy: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.5,
+    m_p: float = 0.98,
+    m_n: float | None = None,
+    reference_form: bool = False,
+) -> torch.Tensor:
+    """Data-to-Data Cross-Entropy loss (ReACGAN), mean over the batch.
+
+    embed: [N, d] unnormalised sample embeddings; proxy: [N, d] unnormalised proxy of each sample's
+    class (already gathered by label); labels: [N] int64. m_n defaults to 1 - m_p. Half-precision
+    inputs are computed in float32 (exp/log of similarities / T loses too much in 8 mantissa bits);
+    the result has the compute dtype. Returns a scalar.
+    """
+    if m_n is None:
+        m_n = 1.0 - m_p
+    if embed.dtype in (torch.float16, torch.bfloat16):
+        embed, proxy = embed.float(), proxy.float()
+    with _no_autocast(embed.device.type):
+        # Under AMP the matmul below would drop back to half precision; keep the input dtype.
+        f = F.normalize(embed, dim=1)
+        v = F.normalize(proxy.to(embed.dtype), dim=1)
+        pos = (f * v).sum(dim=1)                          # [N]
+        sim = f @ f.t()                                    # [N, N]
+        losses = _d2d_ce_from_similarities(pos, sim, labels, temperature, m_p, m_n, reference_form)
+    return losses.mean()
+
+
+def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Context that disables autocast on ``device_type`` where autocast exists, else does nothing."""
+    available = getattr(torch.amp, "is_autocast_available", None)
+    if available is not None and not available(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
