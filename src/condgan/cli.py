@@ -1,0 +1,110 @@
+"""Command line: ``condgan train`` and ``condgan presets``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, build_config, load_yaml, to_yaml
+from .presets import DEFAULT_PRESET, list_presets, load_preset
+
+# (classes, channels) of the built-in datasets, to build nets without loading data (`presets --show`).
+KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3)}
+
+
+def resolve_config(preset: str | None, config_file: str | None, overrides: list[str]) -> Config:
+    """Preset or config file, then ``--set`` overrides."""
+    if preset and config_file:
+        raise ConfigError("give either --preset or --config, not both")
+    tree = load_yaml(config_file) if config_file else load_preset(preset or DEFAULT_PRESET)
+    return build_config(tree, overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .train.trainer import Trainer
+
+    cfg = resolve_config(args.preset, args.config, args.set)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    trainer = Trainer(cfg, args.out, device=args.device, progress=not args.no_progress)
+    if trainer.resumed_from is not None:
+        print(f"resuming from {trainer.resumed_from} (step {trainer.step}/{cfg.train.steps})")
+    trainer.train()
+    print(f"training done: {trainer.step} steps in {args.out}")
+    if not args.no_eval:
+        from .metrics.report import final_report
+
+        report = final_report(trainer, progress=not args.no_progress)
+        (Path(args.out) / "final_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(f"evaluation classifier accuracy on {report['real_images']} held-out real images: "
+              f"{report['real_test_accuracy']:.4f}")
+        print(f"conditional accuracy of {report['num_samples']} EMA-G samples: "
+              f"{report['conditional_accuracy']:.4f}")
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    if not args.show:
+        presets = list_presets()
+        width = max(map(len, presets))
+        for name, desc in presets.items():
+            print(f"{name:<{width}}  {desc}")
+        return 0
+    cfg = build_config(load_preset(args.show), args.set)
+    print(to_yaml(cfg), end="")
+    shape = KNOWN_SHAPES.get(cfg.data.name)
+    if shape:
+        from .nets import build_nets, count_parameters
+
+        g, d = build_nets(cfg, *shape)
+        print(f"# parameters: G {count_parameters(g):,}  D {count_parameters(d):,}  "
+              f"({shape[0]} classes, {shape[1]} channels)")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="condgan", description="Train and evaluate class-conditional GANs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (rerun the same command to resume)")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--preset", help=f"a shipped preset (default {DEFAULT_PRESET}); see `condgan presets`")
+    src.add_argument("--config", help="a YAML config file")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    t.add_argument("--out", required=True, help="run directory (created, or resumed if it exists)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-eval", action="store_true", help="skip the end-of-training evaluation")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("presets", help="list presets, or show one resolved")
+    s.add_argument("--show", metavar="NAME", help="print the resolved config and parameter counts")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.set_defaults(func=_cmd_presets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .train.checkpoint import CheckpointError
+    from .train.trainer import TrainingDiverged
+
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"condgan: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"condgan: error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("condgan: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Generators and discriminators, built from a :class:`~condgan.config.ModelConfig` by architecture name."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..config import Config, ConfigError
+from .biggan import BigGANDiscriminator, BigGANGenerator
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .heads import DiscriminatorHeads, DOutput
+from .layers import count_parameters
+
+
+def _dcgan(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    m = cfg.model
+    g = DCGANGenerator(m.z_dim, num_classes, m.g_width, channels, sn=m.g_sn, init=m.init)
+    d = DCGANDiscriminator(num_classes, m.d_width, channels, cfg.loss.cond, m.embed_dim, sn=m.d_sn, init=m.init)
+    return g, d
+
+
+def _biggan32(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    m = cfg.model
+    g = BigGANGenerator(z_dim=m.z_dim, num_classes=num_classes, width=m.g_width, shared_dim=m.shared_dim,
+                        img_channels=channels, attention=m.attention, sn=m.g_sn, init=m.init)
+    d = BigGANDiscriminator(num_classes=num_classes, width=m.d_width, img_channels=channels, cond=cfg.loss.cond,
+                            embed_dim=m.embed_dim, attention=m.attention, sn=m.d_sn, init=m.init)
+    return g, d
+
+
+ARCHITECTURES: dict[str, Callable[[Config, int, int], tuple[nn.Module, nn.Module]]] = {
+    "dcgan": _dcgan,
+    "biggan32": _biggan32,
+}
+
+
+def build_nets(cfg: Config, num_classes: int, img_channels: int) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for ``cfg.model.arch``; both 32x32 models take images of ``img_channels`` channels."""
+    if cfg.data.resolution != 32:
+        raise ConfigError(f"config key 'data.resolution' must be 32 for model.arch={cfg.model.arch}; "
+                          f"got {cfg.data.resolution}")
+    return ARCHITECTURES[cfg.model.arch](cfg, num_classes, img_channels)
+
+
+__all__ = ["ARCHITECTURES", "build_nets", "count_parameters", "DOutput", "DiscriminatorHeads",
+           "BigGANGenerator", "BigGANDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]

@@ -1,0 +1,45 @@
+"""Sample grids: one row per class, one column per fixed latent, written as PNG with Pillow."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] -> uint8 in [0, 255], rounded as when saved to PNG. Shape kept."""
+    return ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2) -> None:
+    """Tile images [N, C, H, W] (C = 1 or 3, in [-1, 1]) into rows of ``nrow`` and save a PNG."""
+    n, c, h, w = images.shape
+    rows = -(-n // nrow)
+    grid = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
+    pixels = to_uint8(images.detach().cpu())
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top:top + h, left:left + w] = pixels[i]
+    array = grid.permute(1, 2, 0).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array[:, :, 0] if c == 1 else np.ascontiguousarray(array)).save(path)
+
+
+def fixed_latents(z_dim: int, columns: int, seed: int) -> torch.Tensor:
+    """The grid's latents [columns, z_dim], the same every call for a seed (own generator, global RNG untouched)."""
+    return torch.randn(columns, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def class_grid(generator: nn.Module, z: torch.Tensor, num_classes: int, path: Path) -> None:
+    """Row c holds G(z_j, c) for every fixed latent z_j: each row should show class c."""
+    device = next(generator.parameters()).device
+    cols = z.shape[0]
+    y = torch.arange(num_classes, device=device).repeat_interleave(cols)
+    images = torch.cat([generator(z_chunk, y_chunk) for z_chunk, y_chunk in
+                        zip(z.to(device).repeat(num_classes, 1).split(500), y.split(500))])
+    save_grid(images, cols, path)
