@@ -8,10 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [-1, 1] -> uint8 in [0, 255], rounded as when saved to PNG. Shape kept."""
-    return ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+from .data import to_uint8
 
 
 def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2) -> None:

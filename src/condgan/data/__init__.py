@@ -3,7 +3,7 @@ from condgan.data.base import DataError, ImageDataset
 from condgan.data.download import cache_dir, download
 from condgan.data.loader import BatchSampler
 from condgan.data.registry import load_dataset
-from condgan.data.transforms import augment, to_float
+from condgan.data.transforms import augment, to_float, to_uint8
 
 __all__ = [
     "BatchSampler",
@@ -14,4 +14,5 @@ __all__ = [
     "download",
     "load_dataset",
     "to_float",
+    "to_uint8",
 ]

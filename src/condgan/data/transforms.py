@@ -23,6 +23,11 @@ def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.to(torch.float32).div_(127.5).sub_(1.0)
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float [B, C, H, W] in [-1, 1] -> uint8, rounded exactly as an 8-bit PNG would store it."""
+    return ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def _rand(n: int, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=images.device, dtype=torch.float32)
 

@@ -1,0 +1,30 @@
+"""End-of-training report: conditional accuracy of EMA-G samples under the dataset's evaluation classifier."""
+from __future__ import annotations
+
+import torch
+
+from ..data import load_dataset, to_float
+from .classifier import accuracy, conditional_accuracy, load_or_train_classifier
+
+
+def final_report(trainer, progress: bool = True) -> dict:
+    """Score ``trainer``'s G_ema: the share of samples classified as the class they were generated for,
+    with the classifier's own top-1 accuracy on the held-out real test split for context."""
+    cfg, device = trainer.cfg, trainer.device
+    train = load_dataset(cfg.data, "train")
+    test = load_dataset(cfg.data, "test")
+    clf = load_or_train_classifier(train, device=device, progress=progress)
+    real_acc = accuracy(clf, to_float(test.images).to(device), test.labels.to(device))
+    G = trainer.run.ema.shadow
+    z_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 2)
+
+    def generate(y: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(y.shape[0], cfg.model.z_dim, device=device, generator=z_gen)
+        return G(z, y.to(device))
+
+    with torch.no_grad():
+        cond_acc = conditional_accuracy(generate, clf, train.num_classes, cfg.eval.num_samples, device=device)
+    return {"step": trainer.step, "backbone": "condgan-eval-classifier", "dataset": train.name,
+            "dataset_identity": train.identity, "real_images": int(test.labels.numel()),
+            "real_test_accuracy": float(real_acc), "num_samples": int(cfg.eval.num_samples),
+            "conditional_accuracy": float(cond_acc), "generator": "G_ema (eval mode)"}
