@@ -25,22 +25,21 @@ class Objective:
             return ac_ce(out.cls_logits, labels)
         return None
 
-    def d_loss(self, real: DOutput, fake: DOutput, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{'d_loss': total, 'd_adv': ..., 'd_cond': ...}; the conditional term uses real images only."""
-        adv = self.adv_d(real.adv, fake.adv)
-        parts = {"d_adv": adv}
-        cond = self.conditional(real, real_labels)
+    def _with_conditional(self, side: str, adv: torch.Tensor, out: DOutput,
+                          labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{side_loss: adv + lambda * cond, side_adv: adv, side_cond: cond (when there is one)}."""
+        parts = {f"{side}_adv": adv}
+        cond = self.conditional(out, labels)
+        total = adv
         if cond is not None:
-            parts["d_cond"] = cond
-            adv = adv + self.cfg.cond_weight * cond
-        return {"d_loss": adv, **parts}
+            parts[f"{side}_cond"] = cond
+            total = adv + self.cfg.cond_weight * cond
+        return {f"{side}_loss": total, **parts}
+
+    def d_loss(self, real: DOutput, fake: DOutput, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D's losses; the conditional term uses real images only."""
+        return self._with_conditional("d", self.adv_d(real.adv, fake.adv), real, real_labels)
 
     def g_loss(self, fake: DOutput, fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{'g_loss': total, 'g_adv': ..., 'g_cond': ...} on fakes generated for ``fake_labels``."""
-        adv = self.adv_g(fake.adv)
-        parts = {"g_adv": adv}
-        cond = self.conditional(fake, fake_labels)
-        if cond is not None:
-            parts["g_cond"] = cond
-            adv = adv + self.cfg.cond_weight * cond
-        return {"g_loss": adv, **parts}
+        """G's losses on fakes generated for ``fake_labels``."""
+        return self._with_conditional("g", self.adv_g(fake.adv), fake, fake_labels)
