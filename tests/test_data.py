@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import pickle
 import tarfile
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from PIL import Image
 from condgan.config import DataConfig
 from condgan.data import BatchSampler, DataError, ImageDataset, augment, download, load_dataset, to_float
 from condgan.data.mnist5k import split_indices
+from fakes import add_member as _add_member, cifar_batch as _cifar_batch, make_cifar_archive as _make_cifar
 
 
 def _raises(match: str, fn, *args, **kwargs) -> DataError:
@@ -72,34 +71,6 @@ def test_dataset_to_and_bad_split(mnist):
 
 
 # ----------------------------------------------------------------------------- cifar
-
-def _cifar_batch(n: int, label_key: bytes, offset: int, classes: int) -> dict:
-    rng = np.random.default_rng(offset)
-    data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-    data[0, 0], data[0, 1024], data[0, 2048 + 32 * 5 + 7] = 11, 22, 33  # R(0,0), G(0,0), B(5,7)
-    return {b"data": data, label_key: [(offset + i) % classes for i in range(n)], b"batch_label": b"x"}
-
-
-def _add_member(tar: tarfile.TarFile, name: str, obj: object) -> None:
-    # The official files were written by numpy 1.x, whose pickles name numpy.core.multiarray.
-    raw = pickle.dumps(obj, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-    info = tarfile.TarInfo(name)
-    info.size = len(raw)
-    tar.addfile(info, io.BytesIO(raw))
-
-
-def _make_cifar(path: Path, hundred: bool = False, n: int = 4) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        if hundred:
-            _add_member(tar, "cifar-100-python/meta", {b"fine_label_names": []})
-            _add_member(tar, "cifar-100-python/train", _cifar_batch(5 * n, b"fine_labels", 0, 100))
-            _add_member(tar, "cifar-100-python/test", _cifar_batch(n, b"fine_labels", 50, 100))
-        else:
-            for i in range(1, 6):
-                _add_member(tar, f"cifar-10-batches-py/data_batch_{i}", _cifar_batch(n, b"labels", i, 10))
-            _add_member(tar, "cifar-10-batches-py/test_batch", _cifar_batch(n, b"labels", 9, 10))
-    return path
-
 
 def test_cifar10_from_archive_dir(tmp_path):
     _make_cifar(tmp_path / "cifar-10-python.tar.gz")

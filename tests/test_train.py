@@ -1,0 +1,136 @@
+"""Training loop: exact resume, crash safety (SIGKILL), divergence stop, foreign checkpoints."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from condgan.config import ConfigError, build_config
+from condgan.presets import load_preset
+from condgan.train import checkpoint as ckpt
+from condgan.train.trainer import Trainer, TrainingDiverged
+
+TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=8", "model.embed_dim=16", "train.batch_size=16",
+        "train.log_every=1", "train.sample_every=100", "train.ema_start=2", "eval.num_samples=20"]
+
+
+def tiny_cfg(*overrides: str):
+    return build_config(load_preset("mnist5k-reacgan"), TINY + list(overrides))
+
+
+def ema_state(trainer: Trainer) -> dict:
+    return {k: v.clone() for k, v in trainer.run.ema.shadow.state_dict().items()}
+
+
+def assert_bitwise_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("n_dis", [1, 2])
+def test_resume_is_bitwise_exact(tmp_path, n_dis):
+    n = 3
+    cfg = tiny_cfg(f"train.steps={2 * n}", f"train.ckpt_every={n}", f"train.n_dis={n_dis}", "data.hflip=true")
+    straight = Trainer(cfg, tmp_path / "straight", progress=False)
+    straight.train()
+
+    first = Trainer(cfg, tmp_path / "resumed", progress=False)
+    first.train(until=n)
+    del first
+    second = Trainer(cfg, tmp_path / "resumed", progress=False)
+    assert second.step == n and second.resumed_from is not None
+    second.train()
+    assert second.step == 2 * n
+    assert_bitwise_equal(ema_state(straight), ema_state(second))
+    assert_bitwise_equal(straight.run.models.D.state_dict(), second.run.models.D.state_dict())
+    logged = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, 2 * n + 1))
+
+
+def test_checkpoint_is_complete_and_weights_only(tmp_path):
+    cfg = tiny_cfg("train.steps=4", "train.ckpt_every=2", "train.keep_ckpts=1")
+    t = Trainer(cfg, tmp_path, progress=False)
+    t.train()
+    files = ckpt.list_checkpoints(tmp_path / "checkpoints")
+    assert [p.name for p in files] == ["ckpt_00000004.pt"]  # last K kept
+    state = torch.load(files[0], weights_only=True)
+    for key in ["G", "D", "G_ema", "opt_g", "opt_d", "sched_g", "sched_d", "step", "rng", "sampler", "config"]:
+        assert key in state
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert state["step"] == 4 and state["config"]["train"]["steps"] == 4
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "samples" / "step_00000004.png").exists()
+
+
+def test_changed_config_on_resume_names_keys(tmp_path):
+    Trainer(tiny_cfg("train.steps=2", "train.ckpt_every=2"), tmp_path, progress=False).train()
+    with pytest.raises(ConfigError) as e:
+        Trainer(tiny_cfg("train.steps=2", "train.ckpt_every=2", "loss.m_p=0.9", "train.n_dis=2"), tmp_path,
+                progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "loss.m_p" in msg and "train.n_dis" in msg and "train.steps" not in msg
+
+
+def test_checkpoint_of_another_architecture_is_named(tmp_path):
+    Trainer(tiny_cfg("train.steps=2", "train.ckpt_every=2"), tmp_path / "a", progress=False).train()
+    wider = tiny_cfg("train.steps=2", "train.ckpt_every=2", "model.g_width=12")
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    foreign = tmp_path / "b" / "checkpoints" / "ckpt_00000002.pt"
+    shutil.copy(tmp_path / "a" / "checkpoints" / "ckpt_00000002.pt", foreign)
+    with pytest.raises(ckpt.CheckpointError) as e:
+        Trainer(wider, tmp_path / "b", progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and str(foreign) in msg and "shape" in msg and "generator" in msg
+
+
+def test_nonfinite_loss_stops_and_keeps_good_checkpoint(tmp_path):
+    t = Trainer(tiny_cfg("train.steps=8", "train.ckpt_every=2", "train.log_every=3"), tmp_path, progress=False)
+    real_step = t.run.strategy.step
+
+    def poisoned(device):
+        losses = real_step(device)
+        if t.step + 1 >= 5:  # the step being taken is number 5
+            losses["d_loss"] = losses["d_loss"] * float("nan")
+        return losses
+
+    t.run.strategy.step = poisoned
+    with pytest.raises(TrainingDiverged) as e:
+        t.train()
+    assert "step 5" in str(e.value) and "\n" not in str(e.value)
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
+    assert names[-1] == "ckpt_00000004.pt"
+    good = torch.load(tmp_path / "checkpoints" / names[-1], weights_only=True)
+    assert all(torch.isfinite(v).all() for v in good["G_ema"].values() if v.is_floating_point())
+
+
+def test_sigkill_mid_run_then_rerun_resumes(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "condgan", "train", "--preset", "mnist5k-reacgan", "--out", str(out),
+           "--no-progress", "--no-eval"] + [a for s in TINY + ["train.steps=60", "train.ckpt_every=5",
+                                                              "train.log_every=2"] for a in ("--set", s)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while len(ckpt.list_checkpoints(out / "checkpoints")) < 2 and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    saved = ckpt.list_checkpoints(out / "checkpoints")
+    for p in saved:  # every checkpoint on disk is whole
+        torch.load(p, weights_only=True)
+    last_step = torch.load(saved[-1], weights_only=True)["step"]
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # the same command
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from {out / 'checkpoints'}" in rerun.stdout
+    assert f"(step {last_step}/60)" in rerun.stdout
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(2, 61, 2))
+    assert not list((out / "checkpoints").glob(".ckpt_*.tmp"))
