@@ -98,3 +98,13 @@ def test_cli_train_changed_config_leaves_run_untouched(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "loss.m_p" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_cli_train_missing_archive_offline_names_file_and_leaves_no_run_dir(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "cifar10-reacgan", "--out", str(out), "--set", f"data.root={tmp_path}",
+                 "--set", "data.download=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "cifar-10-python.tar.gz" in err and str(tmp_path) in err
+    assert not out.exists()

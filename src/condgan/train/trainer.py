@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from ..config import Config, ConfigError, diff, from_dict, to_dict, to_yaml
@@ -34,8 +35,9 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress
         self.ckpt_dir = self.out / "checkpoints"
-        _claim_run_dir(cfg, self.out)
+        _check_run_dir(cfg, self.out)  # before any slow work: a changed config fails fast
         self.run: Run = build_run(cfg, self.device)
+        _write_config(cfg, self.out)  # only once everything built: a bad archive leaves no run dir
         self.step = 0
         self.resumed_from: Path | None = None
         self._resume()
@@ -150,16 +152,22 @@ class Trainer:
         return path
 
 
-def _claim_run_dir(cfg: Config, out: Path) -> None:
-    """Create the run dir with its resolved config, or check that an existing one has the same config."""
+def _check_run_dir(cfg: Config, out: Path) -> None:
+    """An existing run dir must have been made with the same config; the error names the changed keys."""
+    saved = out / "config.yaml"
+    if not saved.exists():
+        return
+    previous = from_dict(yaml.safe_load(saved.read_text()))
+    changed = diff(previous, cfg)
+    if changed:
+        raise ConfigError(f"run dir {out} was made with a different config; changed keys: {', '.join(changed)} "
+                          f"(use the same config to resume, or another --out)")
+
+
+def _write_config(cfg: Config, out: Path) -> None:
+    """Save the resolved config (atomically) in a new run dir."""
     saved = out / "config.yaml"
     if saved.exists():
-        import yaml
-        previous = from_dict(yaml.safe_load(saved.read_text()))
-        changed = diff(previous, cfg)
-        if changed:
-            raise ConfigError(f"run dir {out} was made with a different config; changed keys: {', '.join(changed)} "
-                              f"(use the same config to resume, or another --out)")
         return
     out.mkdir(parents=True, exist_ok=True)
     tmp = saved.with_suffix(".yaml.tmp")
