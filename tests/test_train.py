@@ -134,3 +134,20 @@ def test_sigkill_mid_run_then_rerun_resumes(tmp_path):
     logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert logged == list(range(2, 61, 2))
     assert not list((out / "checkpoints").glob(".ckpt_*.tmp"))
+
+
+def test_final_report_scores_ema_generator(tmp_path, monkeypatch):
+    import condgan.metrics.classifier as clf_mod
+    from condgan.metrics.report import final_report
+
+    monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path / "cache"))
+    quick = clf_mod.train_classifier
+    monkeypatch.setattr(clf_mod, "train_classifier", lambda train, **kw: quick(train, epochs=1, **kw))
+    t = Trainer(tiny_cfg("train.steps=1", "train.ckpt_every=1"), tmp_path / "run", progress=False)
+    t.train()
+    report = final_report(t, progress=False)
+    assert report["step"] == 1 and report["real_images"] == 1000 and report["num_samples"] == 20
+    assert report["real_test_accuracy"] > 0.8  # one epoch already separates real digits
+    assert 0.0 <= report["conditional_accuracy"] <= 1.0
+    assert report["dataset_identity"] == t.run.dataset.identity
+    assert list((tmp_path / "cache" / "classifiers").glob("mnist5k-*.pt"))  # cached via the atomic writer

@@ -8,8 +8,6 @@ so a changed dataset or network never loads stale weights.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data import ImageDataset, cache_dir, to_float, to_uint8
+from ..train.checkpoint import save_atomic
 
 # Bump whenever the network, training recipe or stored format changes: old cache files are then ignored.
 ARCH_VERSION = "v1"
@@ -151,18 +150,10 @@ def cache_path(train: ImageDataset) -> Path:
 
 def _save(model: EvalClassifier, path: Path) -> None:
     """Write state_dict + metadata atomically: a crash mid-write never leaves a half file at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"img_channels": model.img_channels, "num_classes": model.num_classes, "width": model.width,
             "arch_version": ARCH_VERSION}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"meta": meta, "state_dict": state}, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_atomic({"meta": meta, "state_dict": state}, path)
 
 
 def _load(path: Path, train: ImageDataset, device: torch.device) -> EvalClassifier:

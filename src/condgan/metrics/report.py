@@ -11,7 +11,7 @@ def final_report(trainer, progress: bool = True) -> dict:
     """Score ``trainer``'s G_ema: the share of samples classified as the class they were generated for,
     with the classifier's own top-1 accuracy on the held-out real test split for context."""
     cfg, device = trainer.cfg, trainer.device
-    train = load_dataset(cfg.data, "train")
+    train = trainer.run.dataset  # already loaded (and on the device) for training
     test = load_dataset(cfg.data, "test")
     clf = load_or_train_classifier(train, device=device, progress=progress)
     real_acc = accuracy(clf, to_float(test.images).to(device), test.labels.to(device))
