@@ -34,17 +34,35 @@ def file_md5(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` to ``dest`` via a temp file in the same directory, verify its md5, then rename.
+def download(url: str, dest: str | os.PathLike, md5: str | None = None, timeout: float = 60.0,
+             sha256_prefix: str | None = None) -> Path:
+    """Fetch ``url`` to ``dest`` via a temp file in the same directory, verify its checksum, then rename.
 
-    The rename happens only after the checksum matches, so ``dest`` is never a partial or wrong file.
-    Raises DataError on a network/IO failure or a checksum mismatch (the temp file is removed).
+    Give the full hex ``md5``, or ``sha256_prefix``: the leading hex digits of the sha256 that torch hub
+    puts in weight file names (``...-6726825d.pth``). The rename happens only after the checksum
+    matches, so ``dest`` is never a partial or wrong file. Raises DataError on a network/IO failure or a
+    checksum mismatch (the temp file is removed).
     """
+    if (md5 is None) == (sha256_prefix is None):
+        raise ValueError("give exactly one of md5 and sha256_prefix")
     dest = Path(dest)
+    created = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]  # deepest first
     dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_verified(url, dest, md5, sha256_prefix, timeout)
+    except BaseException:
+        for d in created:  # a failed download leaves no trace, not even empty cache folders
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _fetch_verified(url: str, dest: Path, md5: str | None, sha256_prefix: str | None, timeout: float) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
-    digest = hashlib.md5()
+    digest = hashlib.md5() if md5 is not None else hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -61,8 +79,10 @@ def download(url: str, dest: str | os.PathLike, md5: str, timeout: float = 60.0)
         reason = " ".join(str(getattr(err, "reason", err)).split())
         raise DataError(f"download of {url} failed: {reason}") from None
     got = digest.hexdigest()
-    if got != md5.lower():
+    ok = got == md5.lower() if md5 is not None else got.startswith(sha256_prefix.lower())
+    if not ok:
         tmp.unlink(missing_ok=True)
-        raise DataError(f"checksum mismatch for {dest.name} from {url}: expected md5 {md5}, got {got}")
+        want = f"md5 {md5}" if md5 is not None else f"sha256 {sha256_prefix}…"
+        raise DataError(f"checksum mismatch for {dest.name} from {url}: expected {want}, got {got}")
     os.replace(tmp, dest)
     return dest
