@@ -1,4 +1,4 @@
-"""Command line: ``condgan train`` and ``condgan presets``."""
+"""Command line: ``condgan train``, ``condgan eval`` and ``condgan presets``."""
 from __future__ import annotations
 
 import argparse
@@ -84,18 +84,23 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--show", metavar="NAME", help="print the resolved config and parameter counts")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.set_defaults(func=_cmd_presets)
+
+    from .eval_cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .metrics.errors import EvalError
     from .train.checkpoint import CheckpointError
     from .train.trainer import TrainingDiverged
 
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError) as e:
+    except (ConfigError, DataError, CheckpointError, EvalError) as e:
         print(f"condgan: error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:

@@ -85,7 +85,13 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    num_samples: int = 2000  # EMA-G samples scored by the evaluation classifier at the end of training
+    num_samples: int = 2000  # EMA-G samples per evaluation (periodic and end of training)
+    every: int = 0  # G steps between evaluations during training, a multiple of train.ckpt_every; 0 = off
+    metrics: str = "fid,acc"  # comma list of fid, is, prdc, ifid, acc, cas
+    best: str = "fid"  # the value that picks checkpoints/best.pt (fid, ifid: lower is better; others: higher)
+    backbone: str = _choice("classifier", "inception", default="classifier")
+    ref: str = _choice("test", "train", default="test")  # reference split of the real images
+    resize: str = _choice("bilinear", "clean", default="bilinear")  # inception backbone input resize
 
 
 @dataclass
@@ -207,8 +213,26 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'data.crop_scale' must be in (0, 1]; got {cfg.data.crop_scale}")
     if cfg.loss.temperature <= 0:
         raise ConfigError(f"config key 'loss.temperature' must be positive; got {cfg.loss.temperature}")
+    _validate_eval(cfg)
     if cfg.model.arch == "biggan32" and cfg.model.z_dim % 4:
         raise ConfigError(f"config key 'model.z_dim' must split into 4 chunks for biggan32; got {cfg.model.z_dim}")
+
+
+def _validate_eval(cfg: Config) -> None:
+    from .metrics.suite import METRICS  # lazy: the metrics package imports this module
+
+    e = cfg.eval
+    if e.every < 0 or (e.every and e.every % cfg.train.ckpt_every):
+        raise ConfigError(f"config key 'eval.every' must be 0 or a multiple of train.ckpt_every "
+                          f"({cfg.train.ckpt_every}); got {e.every}")
+    names = [m.strip() for m in e.metrics.split(",") if m.strip()]
+    bad = [m for m in names if m not in METRICS] or ([] if names else [""])
+    if bad:
+        raise ConfigError(f"config key 'eval.metrics' has unknown metric '{bad[0]}'; choose from {', '.join(METRICS)}")
+    values = [v for m in names for v in METRICS[m].values]
+    if e.every and e.best not in values:
+        raise ConfigError(f"config key 'eval.best' must be a value of eval.metrics ({', '.join(values)}); "
+                          f"got {e.best!r}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,21 @@
-"""Evaluation: the per-dataset evaluation classifier and the conditional-accuracy report."""
+"""Evaluation: exact FID / IS / PRDC / intra-class FID / accuracy / CAS on Inception or classifier features.
+
+The metric functions are plain functions of tensors; :class:`Evaluator` wires a backbone, cached
+reference statistics and generated samples to them (see ``condgan eval``).
+"""
+from .backbones import BACKBONES, Backbone, ClassifierBackbone, InceptionBackbone, build_backbone
 from .classifier import (EvalClassifier, accuracy, conditional_accuracy, load_or_train_classifier, predict,
                          train_classifier)
+from .errors import EvalError
+from .evaluate import EvalRequest, Evaluator
+from .fid import feature_statistics, frechet_distance
+from .inception import FIDInceptionV3
+from .inception_score import inception_score
+from .inception_weights import find_inception_weights, load_inception
+from .prdc import prdc
+from .suite import METRICS
 
-__all__ = ["EvalClassifier", "accuracy", "conditional_accuracy", "load_or_train_classifier", "predict",
-           "train_classifier"]
+__all__ = ["BACKBONES", "Backbone", "ClassifierBackbone", "EvalClassifier", "EvalError", "EvalRequest",
+           "Evaluator", "FIDInceptionV3", "InceptionBackbone", "METRICS", "accuracy", "build_backbone",
+           "conditional_accuracy", "feature_statistics", "find_inception_weights", "frechet_distance",
+           "inception_score", "load_inception", "load_or_train_classifier", "predict", "prdc", "train_classifier"]

@@ -39,6 +39,8 @@ class Trainer:
         self.run: Run = build_run(cfg, self.device)
         _write_config(cfg, self.out)  # only once everything built: a bad archive leaves no run dir
         self.step = 0
+        self.best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
+        self._evaluator = None  # built at the first periodic evaluation
         self.resumed_from: Path | None = None
         self._resume()
         self.grid_z = fixed_latents(cfg.model.z_dim, GRID_COLUMNS, cfg.train.seed + 1)
@@ -51,7 +53,7 @@ class Trainer:
             "G": r.models.G.state_dict(), "D": r.models.D.state_dict(), "G_ema": r.ema.shadow.state_dict(),
             "opt_g": r.models.opt_g.state_dict(), "opt_d": r.models.opt_d.state_dict(),
             "sched_g": r.sched_g.state_dict(), "sched_d": r.sched_d.state_dict(),
-            "sampler": r.sampler.state_dict(), "rng": ckpt.rng_state(),
+            "sampler": r.sampler.state_dict(), "rng": ckpt.rng_state(), "best": self.best,
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
@@ -66,6 +68,7 @@ class Trainer:
         r.sampler.load_state_dict(state["sampler"])
         ckpt.set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self.best = state.get("best")
 
     def _resume(self) -> None:
         for path in reversed(ckpt.list_checkpoints(self.ckpt_dir)):
@@ -121,6 +124,7 @@ class Trainer:
                 self.save_samples()
             if self.step % t.ckpt_every == 0 or last:
                 self._check_finite(first_bad)
+                self._periodic_eval()
                 self.save_checkpoint()
         bar.close()
 
@@ -145,6 +149,32 @@ class Trainer:
             kept = f"; last good checkpoint kept: {last[-1]}" if last else "; no checkpoint was written"
             raise TrainingDiverged(f"non-finite loss at step {bad} ({losses or 'see metrics.jsonl'}): "
                                    f"training stopped{kept}")
+
+    def _periodic_eval(self) -> None:
+        """Every ``eval.every`` steps (always a checkpoint step): score G_ema, log it, keep the best.
+
+        The evaluation draws from private generators only, so training after it is bit-for-bit the same
+        as without it. ``checkpoints/best.pt`` is a complete checkpoint (resumable, evaluable).
+        """
+        e = self.cfg.eval
+        if not e.every or self.step % e.every:
+            return
+        from ..metrics.evaluate import Evaluator, request_from_config
+        from ..metrics.suite import LOWER_IS_BETTER
+
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.cfg.data, request_from_config(self.cfg), self.device,
+                                        train=self.run.dataset, progress=self.progress)
+        record = self._evaluator(self.run.ema.shadow, self.cfg.model.z_dim)
+        scalars = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, "eval": scalars}) + "\n")
+        value = scalars[e.best]
+        lower = e.best in LOWER_IS_BETTER
+        if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
+            self.best = {"metric": e.best, "value": value, "step": self.step}
+            ckpt.save_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
+            _write_json_atomic(self.out / "best.json", {**self.best, "eval": record})
 
     def save_samples(self) -> Path:
         path = self.out / "samples" / f"step_{self.step:08d}.png"
@@ -173,6 +203,12 @@ def _write_config(cfg: Config, out: Path) -> None:
     tmp = saved.with_suffix(".yaml.tmp")
     tmp.write_text(to_yaml(cfg))
     tmp.replace(saved)
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -1,0 +1,100 @@
+"""``condgan eval RUN_DIR_OR_CHECKPOINT``: score a trained generator (G_ema) and write ``eval.json``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .config import Config, from_dict
+from .metrics.errors import EvalError
+from .metrics.evaluate import DEFAULT_METRICS, EvalRequest, Evaluator, parse_metrics
+from .train import checkpoint as ckpt
+
+
+def resolve_target(target: str) -> tuple[Path, Path]:
+    """(run dir, checkpoint) for a run dir (its latest checkpoint) or a checkpoint file."""
+    path = Path(target)
+    if path.is_dir():
+        found = ckpt.list_checkpoints(path / "checkpoints")
+        if not found:
+            raise EvalError(f"no checkpoint in {path / 'checkpoints'}")
+        return path, found[-1]
+    if path.is_file():
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return run_dir, path
+    raise EvalError(f"no such run dir or checkpoint: {target}")
+
+
+def load_generator(cfg: Config, state: dict, path: Path, num_classes: int, channels: int,
+                   device: torch.device) -> torch.nn.Module:
+    """G_ema of a training checkpoint, rebuilt from its config, in eval mode."""
+    from .nets import build_nets
+
+    G, _ = build_nets(cfg, num_classes, channels)
+    ckpt.load_module_state(G, state["G_ema"], "generator", path)
+    return G.to(device).eval()
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    device = torch.device(args.device)
+    run_dir, path = resolve_target(args.target)
+    state = ckpt.load(path)
+    if not isinstance(state.get("config"), dict) or "G_ema" not in state:
+        raise ckpt.CheckpointError(f"checkpoint {path} is not a condgan training checkpoint")
+    cfg = from_dict(state["config"])
+    request = EvalRequest(metrics=parse_metrics(args.metrics), backbone=args.backbone,
+                          num_samples=args.num or cfg.eval.num_samples, ref_split=args.ref, resize=args.resize,
+                          batch_size=args.batch_size, seed=args.seed, is_splits=args.is_splits,
+                          inception_weights=args.inception_weights, allow_download=not args.no_download)
+    evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress)
+    train = evaluator.train
+    G = load_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
+    record = {"checkpoint": str(path), "step": int(state.get("step", -1)), "generator": "G_ema",
+              **evaluator(G, cfg.model.z_dim)}
+    out = Path(args.out) if args.out else run_dir / "eval.json"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(format_table(record))
+    print(f"wrote {out}")
+    return 0
+
+
+def format_table(record: dict) -> str:
+    """The scalar metrics as an aligned two-column table under a one-line protocol summary."""
+    p = record["protocol"]
+    ref = p.get("reference")
+    against = f" vs {ref['dataset']}/{ref['split']} ({ref['num_images']} images)" if ref else ""
+    lines = [f"{record['checkpoint']} (step {record['step']}, {record['generator']}): backbone "
+             f"{p['backbone']['name']} (resize {p['backbone']['resize']}), {p['num_samples']} samples{against}"]
+    scalars = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
+    width = max(map(len, scalars), default=6)
+    lines += [f"  {'metric':<{width}}  value", f"  {'-' * width}  ---------"]
+    lines += [f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}"
+              for k, v in scalars.items()]
+    return "\n".join(lines)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("eval", help="evaluate a run dir's latest checkpoint (or a checkpoint file)")
+    e.add_argument("target", help="run directory or checkpoint file")
+    e.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help="comma list of fid,is,prdc,ifid,acc,cas (default %(default)s)")
+    e.add_argument("--backbone", default="classifier", choices=["classifier", "inception"],
+                   help="feature network for fid/prdc/ifid/is (default %(default)s)")
+    e.add_argument("--num", type=int, default=0, help="generated samples (default: the run's eval.num_samples)")
+    e.add_argument("--ref", default="test", choices=["train", "test"], help="reference split (default test)")
+    e.add_argument("--resize", default="bilinear", choices=["bilinear", "clean"],
+                   help="Inception resize: bilinear (pytorch-fid) or clean (PIL bicubic, clean-fid)")
+    e.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth")
+    e.add_argument("--no-download", action="store_true", help="never download the Inception weights")
+    e.add_argument("--is-splits", type=int, default=10, help="Inception Score splits (default 10)")
+    e.add_argument("--batch-size", type=int, default=250)
+    e.add_argument("--seed", type=int, default=0, help="latent seed of the samples")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    e.add_argument("--out", help="where to write the JSON record (default RUN_DIR/eval.json)")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=run_eval)

@@ -1,0 +1,137 @@
+"""One evaluation of a generator: backbone -> reference statistics -> samples -> metrics -> a record.
+
+The record says what produced each number: backbone (and its weights hash), resize method, number of
+samples, reference split and its size, IS splits/logits and PRDC k, and the seconds each stage took.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import Config, DataConfig
+from ..data import ImageDataset, load_dataset, to_float
+from .backbones import Backbone, ClassifierBackbone, build_backbone
+from .classifier import load_or_train_classifier
+from .errors import EvalError
+from .generate import balanced_labels, generated_batches
+from .reference import reference_statistics
+from .suite import METRICS, EvalContext
+
+DEFAULT_METRICS = ("fid", "is", "prdc", "ifid", "acc")
+
+
+@dataclass
+class EvalRequest:
+    """What to compute and how; every field is recorded with the scores."""
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    backbone: str = "classifier"
+    num_samples: int = 10000
+    ref_split: str = "test"
+    resize: str = "bilinear"
+    batch_size: int = 250
+    seed: int = 0
+    is_splits: int = 10
+    prdc_k: int = 5
+    inception_weights: str | None = None
+    allow_download: bool = True
+
+    def check(self) -> None:
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise EvalError(f"unknown metric '{unknown[0] if unknown else ''}'; choose from {', '.join(METRICS)}")
+        if self.ref_split not in ("train", "test"):
+            raise EvalError(f"reference split must be train or test, got '{self.ref_split}'")
+        if self.num_samples < 2 or self.batch_size < 1:
+            raise EvalError(f"need num_samples >= 2 and batch_size >= 1, got {self.num_samples}, {self.batch_size}")
+
+
+def request_from_config(cfg: Config) -> EvalRequest:
+    """The periodic-evaluation request described by ``cfg.eval``."""
+    e = cfg.eval
+    return EvalRequest(metrics=parse_metrics(e.metrics), backbone=e.backbone, num_samples=e.num_samples,
+                       ref_split=e.ref, resize=e.resize, seed=cfg.train.seed)
+
+
+def parse_metrics(text: str) -> list[str]:
+    """'fid,is , prdc' -> ['fid', 'is', 'prdc'] (checked later by :meth:`EvalRequest.check`)."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+class Evaluator:
+    """Holds the backbone, classifier and reference statistics for one dataset, to score many generators."""
+
+    def __init__(self, data_cfg: DataConfig, request: EvalRequest, device: torch.device | str = "cpu",
+                 train: ImageDataset | None = None, progress: bool = True) -> None:
+        request.check()
+        self.request, self.device, self.progress = request, torch.device(device), progress
+        self.timing: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.train = train if train is not None else load_dataset(data_cfg, "train")
+        needs = [METRICS[m] for m in request.metrics]
+        # The backbone first: a missing Inception file fails before any slow or disk-writing work.
+        self.backbone: Backbone = build_backbone(
+            request.backbone, self.train, self.device, resize=request.resize,
+            inception_weights=request.inception_weights, allow_download=request.allow_download, progress=progress)
+        self.classifier = None
+        if any(m.needs_classifier for m in needs):
+            self.classifier = (self.backbone.model if isinstance(self.backbone, ClassifierBackbone)
+                               else load_or_train_classifier(self.train, self.device, progress))
+        self.test = load_dataset(data_cfg, "test") if {"acc", "cas"} & set(request.metrics) else None
+        self.ref = None
+        if any(m.needs_reference for m in needs):
+            ref_data = (self.train if request.ref_split == "train"
+                        else self.test if self.test is not None else load_dataset(data_cfg, "test"))
+            self.ref = reference_statistics(ref_data, request.ref_split, self.backbone, progress)
+        self.timing["setup_s"] = time.perf_counter() - t0
+
+    def _sample(self, G: nn.Module, z_dim: int) -> EvalContext:
+        r = self.request
+        labels = balanced_labels(r.num_samples, self.train.num_classes, self.device)
+        feats, logits, class_logits, images = [], [], [], []
+        for x, _y in generated_batches(G, z_dim, labels, r.batch_size, r.seed):
+            f, lg = self.backbone(x)
+            feats.append(f)
+            logits.append(lg)
+            if self.classifier is not None:
+                class_logits.append(lg if isinstance(self.backbone, ClassifierBackbone)
+                                    else self.classifier(to_float(x)))
+            if "cas" in r.metrics:
+                images.append(x)
+        return EvalContext(torch.cat(feats), torch.cat(logits), labels, self.train.num_classes, ref=self.ref,
+                           class_logits=torch.cat(class_logits) if class_logits else None,
+                           images=torch.cat(images) if images else None, test=self.test,
+                           classifier=self.classifier,
+                           options={"seed": r.seed, "is_splits": r.is_splits, "prdc_k": r.prdc_k})
+
+    @torch.no_grad()
+    def __call__(self, G: nn.Module, z_dim: int) -> dict:
+        """Score ``G`` (called as ``G(z [B, z_dim], y [B]) -> images in [-1, 1]``); returns the record."""
+        t0 = time.perf_counter()
+        ctx = self._sample(G, z_dim)
+        timing = {**self.timing, "samples_and_features_s": time.perf_counter() - t0}
+        values: dict = {}
+        for name in self.request.metrics:
+            t = time.perf_counter()
+            with torch.enable_grad() if name == "cas" else torch.no_grad():
+                values.update(METRICS[name].fn(ctx))
+            timing[f"{name}_s"] = time.perf_counter() - t
+        return {"metrics": values, "protocol": self.protocol(), "timing": {k: round(v, 3) for k, v in timing.items()}}
+
+    def protocol(self) -> dict:
+        r = self.request
+        out = {"backbone": self.backbone.descriptor, "num_samples": r.num_samples,
+               "labels": "balanced: sample i has class i mod C", "generator": "eval mode",
+               "seed": r.seed, "request": asdict(r)}
+        if self.ref is not None:
+            out["reference"] = {k: self.ref.meta[k] for k in ("dataset", "split", "identity", "num_images")}
+            out["reference"]["from_cache"] = self.ref.from_cache
+        if "is" in r.metrics:
+            out["is"] = {"splits": r.is_splits, "logits": self.backbone.descriptor.get("logits", "class logits")}
+        if "prdc" in r.metrics:
+            out["prdc"] = {"k": r.prdc_k, "distance": "euclidean, strict <"}
+        if "acc" in r.metrics or "cas" in r.metrics:
+            out["classifier"] = f"condgan EvalClassifier trained on {self.train.name}-{self.train.identity}"
+        return out

@@ -1,0 +1,35 @@
+"""Drawing evaluation samples from a generator: seeded, class-balanced, PNG-quantised, batched."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ..data import to_uint8
+
+
+def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """int64 [num] cycling 0, 1, ..., C-1, 0, ...: class counts differ by at most one."""
+    return torch.arange(num, device=device) % num_classes
+
+
+@torch.no_grad()
+def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size: int,
+                      seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (uint8 images [B, C, H, W], labels [B]) for the int64 ``labels`` [N], in eval mode.
+
+    Latents come from a private generator on the labels' device, so neither the caller's RNG nor the
+    generator's training state changes; G's train/eval mode is restored afterwards.
+    """
+    device = labels.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    was_training = G.training
+    G.eval()
+    try:
+        for start in range(0, labels.shape[0], batch_size):
+            y = labels[start:start + batch_size]
+            z = torch.randn(y.shape[0], z_dim, device=device, generator=gen)
+            yield to_uint8(G(z, y)), y
+    finally:
+        G.train(was_training)
