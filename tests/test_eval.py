@@ -14,7 +14,8 @@ import condgan.metrics.inception_weights as iw
 from condgan.cli import main
 from condgan.config import ConfigError, build_config
 from condgan.data import load_dataset
-from condgan.metrics import EvalError, EvalRequest, Evaluator, FIDInceptionV3, load_inception
+from condgan.metrics import (EvalError, EvalRequest, Evaluator, FIDInceptionV3, intra_class_fid, load_inception,
+                             topk_accuracy)
 from condgan.metrics.backbones import ClassifierBackbone
 from condgan.metrics.inception import InceptionA, InceptionC, InceptionE
 from condgan.metrics.reference import reference_path, reference_statistics
@@ -345,3 +346,20 @@ def test_cli_eval_bad_targets_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert culprit in err and "\n" not in err
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_plain_conditional_metrics_against_hand_values():
+    logits = torch.tensor([[3.0, 2.0, 1.0], [0.0, 1.0, 2.0], [5.0, 0.0, 4.0], [1.0, 3.0, 2.0]])
+    labels = torch.tensor([0, 0, 2, 2])  # top-1 hits rows 0; top-2 hits rows 0, 2, 3
+    assert topk_accuracy(logits, labels, 1) == 0.25
+    assert topk_accuracy(logits, labels, 2) == 0.75 and topk_accuracy(logits, labels, 5) == 1.0
+    rng = np.random.default_rng(0)
+    real = torch.from_numpy(rng.standard_normal((40, 3)))
+    real_labels = torch.arange(40) % 2
+    fake = real.clone()
+    fake[real_labels.bool()] += torch.tensor([1.0, 0.0, 0.0])  # class 1 shifted by 1 along x: FID 1
+    mean, per_class = intra_class_fid(fake, real_labels, real, real_labels, 2)
+    assert per_class[0] == pytest.approx(0.0, abs=1e-9) and per_class[1] == pytest.approx(1.0, rel=1e-9)
+    assert mean == pytest.approx(0.5, rel=1e-9)
+    with pytest.raises(EvalError, match="class 2"):
+        intra_class_fid(fake, real_labels, real, real_labels, 3)

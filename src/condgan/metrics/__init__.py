@@ -6,6 +6,7 @@ reference statistics and generated samples to them (see ``condgan eval``).
 from .backbones import BACKBONES, Backbone, ClassifierBackbone, InceptionBackbone, build_backbone
 from .classifier import (EvalClassifier, accuracy, conditional_accuracy, load_or_train_classifier, predict,
                          train_classifier)
+from .conditional import classification_accuracy_score, intra_class_fid, topk_accuracy
 from .errors import EvalError
 from .evaluate import EvalRequest, Evaluator
 from .fid import feature_statistics, frechet_distance
@@ -17,5 +18,6 @@ from .suite import METRICS
 
 __all__ = ["BACKBONES", "Backbone", "ClassifierBackbone", "EvalClassifier", "EvalError", "EvalRequest",
            "Evaluator", "FIDInceptionV3", "InceptionBackbone", "METRICS", "accuracy", "build_backbone",
-           "conditional_accuracy", "feature_statistics", "find_inception_weights", "frechet_distance",
-           "inception_score", "load_inception", "load_or_train_classifier", "predict", "prdc", "train_classifier"]
+           "classification_accuracy_score", "conditional_accuracy", "feature_statistics", "find_inception_weights",
+           "frechet_distance", "inception_score", "intra_class_fid", "load_inception", "load_or_train_classifier",
+           "predict", "prdc", "topk_accuracy", "train_classifier"]

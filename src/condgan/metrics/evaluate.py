@@ -115,8 +115,7 @@ class Evaluator:
         values: dict = {}
         for name in self.request.metrics:
             t = time.perf_counter()
-            with torch.enable_grad() if name == "cas" else torch.no_grad():
-                values.update(METRICS[name].fn(ctx))
+            values.update(METRICS[name].fn(ctx))
             timing[f"{name}_s"] = time.perf_counter() - t
         return {"metrics": values, "protocol": self.protocol(), "timing": {k: round(v, 3) for k, v in timing.items()}}
 
