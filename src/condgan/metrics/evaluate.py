@@ -79,7 +79,9 @@ class Evaluator:
         if any(m.needs_classifier for m in needs):
             self.classifier = (self.backbone.model if isinstance(self.backbone, ClassifierBackbone)
                                else load_or_train_classifier(self.train, self.device, progress))
-        self.test = load_dataset(data_cfg, "test") if {"acc", "cas"} & set(request.metrics) else None
+        self.keep_images = any(m.needs_images for m in needs)
+        self.test = (load_dataset(data_cfg, "test")  # real test images score the classifier and CAS
+                     if any(m.needs_classifier or m.needs_images for m in needs) else None)
         self.ref = None
         if any(m.needs_reference for m in needs):
             ref_data = (self.train if request.ref_split == "train"
@@ -98,7 +100,7 @@ class Evaluator:
             if self.classifier is not None:
                 class_logits.append(lg if isinstance(self.backbone, ClassifierBackbone)
                                     else self.classifier(to_float(x)))
-            if "cas" in r.metrics:
+            if self.keep_images:
                 images.append(x)
         return EvalContext(torch.cat(feats), torch.cat(logits), labels, self.train.num_classes, ref=self.ref,
                            class_logits=torch.cat(class_logits) if class_logits else None,
