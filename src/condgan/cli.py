@@ -38,7 +38,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .metrics.report import final_report
 
         report = final_report(trainer, progress=not args.no_progress)
-        (Path(args.out) / "final_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        from .train.checkpoint import write_text_atomic
+
+        write_text_atomic(Path(args.out) / "final_eval.json", json.dumps(report, indent=2) + "\n")
         print(f"evaluation classifier accuracy on {report['real_images']} held-out real images: "
               f"{report['real_test_accuracy']:.4f}")
         print(f"conditional accuracy of {report['num_samples']} EMA-G samples: "

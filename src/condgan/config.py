@@ -219,16 +219,18 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_eval(cfg: Config) -> None:
-    from .metrics.suite import METRICS  # lazy: the metrics package imports this module
+    from .metrics.errors import EvalError  # lazy: the metrics package imports this module
+    from .metrics.suite import METRICS, check_metric_names, parse_metrics
 
     e = cfg.eval
     if e.every < 0 or (e.every and e.every % cfg.train.ckpt_every):
         raise ConfigError(f"config key 'eval.every' must be 0 or a multiple of train.ckpt_every "
                           f"({cfg.train.ckpt_every}); got {e.every}")
-    names = [m.strip() for m in e.metrics.split(",") if m.strip()]
-    bad = [m for m in names if m not in METRICS] or ([] if names else [""])
-    if bad:
-        raise ConfigError(f"config key 'eval.metrics' has unknown metric '{bad[0]}'; choose from {', '.join(METRICS)}")
+    names = parse_metrics(e.metrics)
+    try:
+        check_metric_names(names)
+    except EvalError as err:
+        raise ConfigError(f"config key 'eval.metrics': {err}") from None
     values = [v for m in names for v in METRICS[m].values]
     if e.every and e.best not in values:
         raise ConfigError(f"config key 'eval.best' must be a value of eval.metrics ({', '.join(values)}); "

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from .config import Config, from_dict
 from .metrics.errors import EvalError
-from .metrics.evaluate import DEFAULT_METRICS, EvalRequest, Evaluator, parse_metrics
+from .metrics.evaluate import DEFAULT_METRICS, EvalRequest, Evaluator
+from .metrics.suite import parse_metrics
 from .train import checkpoint as ckpt
 
 
@@ -55,9 +55,7 @@ def run_eval(args: argparse.Namespace) -> int:
     record = {"checkpoint": str(path), "step": int(state.get("step", -1)), "generator": "G_ema",
               **evaluator(G, cfg.model.z_dim)}
     out = Path(args.out) if args.out else run_dir / "eval.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out)
+    ckpt.write_text_atomic(out, json.dumps(record, indent=2) + "\n")
     print(format_table(record))
     print(f"wrote {out}")
     return 0

@@ -19,7 +19,7 @@ from ..data import ImageDataset, to_float
 from .classifier import ARCH_VERSION, EvalClassifier, load_or_train_classifier
 from .errors import EvalError
 from .inception_weights import find_inception_weights, load_inception
-from .resize import RESIZE_METHODS, inception_input
+from .resize import resize_function
 
 
 def _state_hash(module: torch.nn.Module) -> str:
@@ -91,8 +91,7 @@ class InceptionBackbone(Backbone):
     def __init__(self, device: torch.device | str = "cpu", resize: str = "bilinear",
                  weights: str | os.PathLike | None = None, allow_download: bool = True,
                  logits_bias: bool = False, batch_size: int = 100) -> None:
-        if resize not in RESIZE_METHODS:
-            raise EvalError(f"unknown resize method '{resize}'; choose one of {', '.join(RESIZE_METHODS)}")
+        self._to_input = resize_function(resize)  # checked before the (slower) weights lookup
         self.device = torch.device(device)
         self.resize, self.logits_bias, self.batch_size = resize, logits_bias, batch_size
         self.weights_path = find_inception_weights(weights, allow_download)
@@ -101,7 +100,7 @@ class InceptionBackbone(Backbone):
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = inception_input(images.to(self.device), self.resize)
+        x = self._to_input(images.to(self.device))
         with _no_tf32():
             pool = self.model.features(x)
             logits = self.model.fc(pool) if self.logits_bias else self.model.logits_without_bias(pool)

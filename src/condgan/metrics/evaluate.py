@@ -18,7 +18,7 @@ from .classifier import load_or_train_classifier
 from .errors import EvalError
 from .generate import balanced_labels, generated_batches
 from .reference import reference_statistics
-from .suite import METRICS, EvalContext
+from .suite import METRICS, EvalContext, check_metric_names, parse_metrics
 
 DEFAULT_METRICS = ("fid", "is", "prdc", "ifid", "acc")
 
@@ -39,9 +39,7 @@ class EvalRequest:
     allow_download: bool = True
 
     def check(self) -> None:
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown or not self.metrics:
-            raise EvalError(f"unknown metric '{unknown[0] if unknown else ''}'; choose from {', '.join(METRICS)}")
+        check_metric_names(self.metrics)
         if self.ref_split not in ("train", "test"):
             raise EvalError(f"reference split must be train or test, got '{self.ref_split}'")
         if self.num_samples < 2 or self.batch_size < 1:
@@ -53,11 +51,6 @@ def request_from_config(cfg: Config) -> EvalRequest:
     e = cfg.eval
     return EvalRequest(metrics=parse_metrics(e.metrics), backbone=e.backbone, num_samples=e.num_samples,
                        ref_split=e.ref, resize=e.resize, seed=cfg.train.seed)
-
-
-def parse_metrics(text: str) -> list[str]:
-    """'fid,is , prdc' -> ['fid', 'is', 'prdc'] (checked later by :meth:`EvalRequest.check`)."""
-    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 class Evaluator:

@@ -55,8 +55,8 @@ RESIZE_METHODS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def inception_input(images: torch.Tensor, method: str) -> torch.Tensor:
-    """uint8 [N, C, H, W] -> the Inception's float input [N, 3, 299, 299] by ``method``."""
+def resize_function(method: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The pipeline ``method``: uint8 [N, C, H, W] -> the Inception's float input [N, 3, 299, 299]."""
     if method not in RESIZE_METHODS:
         raise EvalError(f"unknown resize method '{method}'; choose one of {', '.join(RESIZE_METHODS)}")
-    return RESIZE_METHODS[method](images)
+    return RESIZE_METHODS[method]

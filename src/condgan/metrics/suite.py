@@ -12,6 +12,7 @@ import torch
 
 from ..data import ImageDataset
 from .conditional import class_logits, classification_accuracy_score, intra_class_fid, topk_accuracy
+from .errors import EvalError
 from .fid import feature_statistics, frechet_distance
 from .inception_score import inception_score
 from .prdc import prdc
@@ -96,3 +97,15 @@ METRICS: dict[str, Metric] = {
 }
 LOWER_IS_BETTER = frozenset({"fid", "ifid"})
 
+
+
+def parse_metrics(text: str) -> list[str]:
+    """'fid,is , prdc' -> ['fid', 'is', 'prdc'] (unchecked; see :func:`check_metric_names`)."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def check_metric_names(names: list[str]) -> None:
+    """Raise a one-line EvalError naming the first unknown metric (or an empty list)."""
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise EvalError(f"unknown metric '{unknown[0] if unknown else ''}'; choose from {', '.join(METRICS)}")

@@ -55,6 +55,13 @@ def save_atomic(obj: dict, path: Path) -> None:
         os.close(dir_fd)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, then rename it over ``path``: never a torn file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def prune(directory: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints, and temp files left by a killed writer."""
     for p in list_checkpoints(directory)[:-keep]:

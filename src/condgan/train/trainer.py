@@ -174,7 +174,7 @@ class Trainer:
         if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
             self.best = {"metric": e.best, "value": value, "step": self.step}
             ckpt.save_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
-            _write_json_atomic(self.out / "best.json", {**self.best, "eval": record})
+            ckpt.write_text_atomic(self.out / "best.json", json.dumps({**self.best, "eval": record}, indent=2) + "\n")
 
     def save_samples(self) -> Path:
         path = self.out / "samples" / f"step_{self.step:08d}.png"
@@ -200,15 +200,7 @@ def _write_config(cfg: Config, out: Path) -> None:
     if saved.exists():
         return
     out.mkdir(parents=True, exist_ok=True)
-    tmp = saved.with_suffix(".yaml.tmp")
-    tmp.write_text(to_yaml(cfg))
-    tmp.replace(saved)
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    ckpt.write_text_atomic(saved, to_yaml(cfg))
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -222,6 +214,4 @@ def _truncate_log(path: Path, step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError):
             break  # a torn last line from a kill mid-write
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    tmp.replace(path)
+    ckpt.write_text_atomic(path, "".join(k + "\n" for k in kept))
