@@ -13,15 +13,18 @@ from condgan.nets.heads import DiscriminatorHeads, DOutput
 from condgan.nets.layers import (ConditionalBatchNorm2d, SelfAttention, SNConv2d, SNEmbedding, SNLinear,
                                  conv2d, count_parameters, embedding, init_weights, linear)
 
-CONDS = ("d2d_ce", "pd", "ac", "none")
+CONDS = ("d2d_ce", "2c", "pd", "ac", "mh", "none")
 
 # Reference pair (StudioGAN big_resnet, CIFAR10 ReACGAN config, counting weight_orig): 9,416,196 / 2,517,186.
 # D trunk without heads: 338,112 (opt block) + 46,081 (attn) + 700,992 + 2 * 663,936 = 2,413,057, then
 #   d2d_ce: + adv 193 + embed 98,816 + proxy 5,120            = 2,517,186
 #   pd:     + adv 193 + projection Embedding(10, 192) 1,920   = 2,415,170
-#   ac:     + adv 193 + classifier Linear(192, 10) 1,930      = 2,415,180
+#   ac:     + adv 193 + classifier Linear(192, 10, no bias) 1,920 = 2,415,170
+#   mh:     + adv Linear(192, 11) 2,123                       = 2,415,180
+#   2c:     as d2d_ce                                         = 2,517,186
 #   none:   + adv 193                                         = 2,413,250
-D_REFERENCE = {"d2d_ce": 2_517_186, "pd": 2_415_170, "ac": 2_415_180, "none": 2_413_250}
+D_REFERENCE = {"d2d_ce": 2_517_186, "pd": 2_415_170, "ac": 2_415_170, "mh": 2_415_180, "2c": 2_517_186,
+               "none": 2_413_250}
 
 
 def test_reference_parameter_counts() -> None:
@@ -50,13 +53,13 @@ def test_tiny_forward_shapes_and_backward(cond: str) -> None:
     out = d(x, y)
     assert isinstance(out, DOutput)
     assert out.adv.shape == (4,) and out.features.shape == (4, 16)
-    assert (out.cls_logits is not None) == (cond == "ac")
-    assert (out.embed is not None) == (out.proxy is not None) == (cond == "d2d_ce")
-    if cond == "ac":
-        assert out.cls_logits.shape == (4, 5)
-    if cond == "d2d_ce":
-        assert out.embed.shape == (4, 7) and out.proxy.shape == (4, 7)
-    loss = out.adv.sum() + sum(t.sum() for t in (out.cls_logits, out.embed, out.proxy) if t is not None)
+    assert (out.cls_logits is not None) == (cond in ("ac", "mh"))
+    assert (out.embed is not None) == (out.proxies is not None) == (cond in ("d2d_ce", "2c"))
+    if cond in ("ac", "mh"):
+        assert out.cls_logits.shape == (4, 5 + (cond == "mh"))
+    if cond in ("d2d_ce", "2c"):
+        assert out.embed.shape == (4, 7) and out.proxies.shape == (5, 7)
+    loss = out.adv.sum() + sum(t.sum() for t in (out.cls_logits, out.embed, out.proxies) if t is not None)
     loss.backward()
     for net in (g, d):
         grads = [p.grad for p in net.parameters() if p.requires_grad]
@@ -242,7 +245,7 @@ def test_state_dict_round_trip_and_deepcopy_bitwise() -> None:
     for other in (d2, d3):
         out = other(x, y)
         assert torch.equal(out.adv, ref.adv) and torch.equal(out.embed, ref.embed)
-        assert torch.equal(out.proxy, ref.proxy)
+        assert torch.equal(out.proxies, ref.proxies)
     # Training-mode forwards update u identically in the copy.
     d.train(), d3.train()
     assert torch.equal(d(x, y).adv, d3(x, y).adv)

@@ -92,8 +92,8 @@ def test_nonfinite_loss_stops_and_keeps_good_checkpoint(tmp_path):
     t = Trainer(tiny_cfg("train.steps=8", "train.ckpt_every=2", "train.log_every=3"), tmp_path, progress=False)
     real_step = t.run.strategy.step
 
-    def poisoned(device):
-        losses = real_step(device)
+    def poisoned(device, step):
+        losses = real_step(device, step)
         if t.step + 1 >= 5:  # the step being taken is number 5
             losses["d_loss"] = losses["d_loss"] * float("nan")
         return losses

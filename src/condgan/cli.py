@@ -52,8 +52,10 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     if not args.show:
         presets = list_presets()
         width = max(map(len, presets))
-        for name, desc in presets.items():
+        for name, (row, desc) in presets.items():
             print(f"{name:<{width}}  {desc}")
+            if row:
+                print(f"{'':<{width}}  reproduces: {row}")
         return 0
     cfg = build_config(load_preset(args.show), args.set)
     print(to_yaml(cfg), end="")

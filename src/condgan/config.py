@@ -36,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = _choice("dcgan", "biggan32", default="dcgan")
+    arch: str = _choice("dcgan", "resnet32", "biggan32", default="dcgan")
     z_dim: int = 64
     g_width: int = 64  # base channel width of G
     d_width: int = 64  # base channel width of D
@@ -50,13 +50,40 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    adv: str = _choice("hinge", default="hinge")
-    cond: str = _choice("d2d_ce", "ac", "pd", "none", default="d2d_ce")
-    cond_weight: float = 0.5  # lambda of the conditional term (D and G)
-    temperature: float = 0.5
+    adv: str = _choice("hinge", "ns", "ls", "wasserstein", "mh", default="hinge")  # mh goes with cond mh
+    # none: unconditional G and D ("w/o condition"); pd: projection; ac: auxiliary classifier; mh: multi-hinge;
+    # 2c: ContraGAN's conditional contrastive loss; d2d_ce: ReACGAN
+    cond: str = _choice("d2d_ce", "2c", "ac", "mh", "pd", "none", default="d2d_ce")
+    aux: str = _choice("none", "tac", "adc", default="none")  # twin (TAC) or discriminative (ADC) classifier
+    cond_weight: float = 0.5  # lambda of the conditional term (D and G; for mh: G's multi-hinge weight)
+    fm_weight: float = 0.0  # feature matching in G: mean_d |E h_fake - E h_real| (MHGAN uses 1.0)
+    ac_fake_in_d: bool = False  # original ACGAN: D also classifies fakes (ACGAN-Mod: real only)
+    tac_d_weight: float = 1.0  # TAC: weight of the twin classifier's loss on fakes in D
+    tac_g_weight: float = 1.0  # TAC: weight of minus that loss in G
+    temperature: float = 0.5  # D2D-CE / 2C
     m_p: float = 0.98  # D2D-CE positive margin
     m_n: float | None = None  # D2D-CE negative margin; None = 1 - m_p
     reference_form: bool = True  # D2D-CE as in the reference code (see losses.conditional)
+
+
+@dataclass
+class RegConfig:
+    """Regularisers; a weight of 0 turns one off."""
+    gp: float = 0.0  # WGAN-GP gradient penalty on real-fake interpolates
+    dra: float = 0.0  # DRAGAN gradient penalty around perturbed reals
+    r1: float = 0.0  # R1 gamma: gamma/2 E||grad D(x_real)||^2
+    cr: float = 0.0  # consistency regularisation: D(x_real) vs D(T(x_real))
+    bcr_real: float = 0.0  # balanced CR, real side
+    bcr_fake: float = 0.0  # balanced CR, fake side
+    zcr_d: float = 0.0  # latent CR in D: D(G(z)) vs D(G(z + noise))
+    zcr_g: float = 0.0  # latent CR in G: rewards ||G(z) - G(z + noise)||
+    zcr_sigma: float = 0.05  # std of the latent noise of zCR
+    lecam: float = 0.0  # LeCam regulariser weight
+    lecam_decay: float = 0.99  # EMA decay of D's mean real/fake outputs for LeCam
+    lecam_start: int = 1000  # G steps before which the EMAs track the last batch and LeCam is off
+    topk: bool = False  # top-k training: G's adversarial loss over the k best fakes only
+    topk_gamma: float = 0.99  # k = max(gamma^epoch, nu) * batch
+    topk_nu: float = 0.5
 
 
 @dataclass
@@ -97,9 +124,11 @@ class EvalConfig:
 @dataclass
 class Config:
     description: str = ""
+    reproduces: str = ""  # the paper table row a preset reproduces, with the paper's figure
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -214,8 +243,30 @@ def validate(cfg: Config) -> None:
     if cfg.loss.temperature <= 0:
         raise ConfigError(f"config key 'loss.temperature' must be positive; got {cfg.loss.temperature}")
     _validate_eval(cfg)
+    _validate_loss(cfg)
     if cfg.model.arch == "biggan32" and cfg.model.z_dim % 4:
         raise ConfigError(f"config key 'model.z_dim' must split into 4 chunks for biggan32; got {cfg.model.z_dim}")
+
+
+def _validate_loss(cfg: Config) -> None:
+    loss, reg = cfg.loss, cfg.reg
+    if (loss.adv == "mh") != (loss.cond == "mh"):
+        raise ConfigError(f"config keys 'loss.adv' and 'loss.cond': the multi-hinge loss replaces the adversarial "
+                          f"loss, so both must be mh or neither; got adv={loss.adv!r}, cond={loss.cond!r}")
+    if reg.topk and loss.cond == "mh":
+        raise ConfigError("config key 'reg.topk' cannot be used with loss.cond mh (no scalar adversarial logit)")
+    if loss.aux != "none" and loss.cond not in ("ac", "2c", "d2d_ce"):
+        raise ConfigError(f"config key 'loss.aux' ({loss.aux}) needs loss.cond ac, 2c or d2d_ce; got {loss.cond!r}")
+    if loss.ac_fake_in_d and loss.cond != "ac":
+        raise ConfigError(f"config key 'loss.ac_fake_in_d' needs loss.cond ac; got {loss.cond!r}")
+    for key, value in to_flat(cfg).items():
+        if key.startswith("reg.") and isinstance(value, float) and value < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0; got {value}")
+    if not 0.0 <= reg.lecam_decay < 1.0:
+        raise ConfigError(f"config key 'reg.lecam_decay' must be in [0, 1); got {reg.lecam_decay}")
+    if not (0.0 < reg.topk_gamma <= 1.0 and 0.0 < reg.topk_nu <= 1.0):
+        raise ConfigError(f"config keys 'reg.topk_gamma' and 'reg.topk_nu' must be in (0, 1]; "
+                          f"got {reg.topk_gamma}, {reg.topk_nu}")
 
 
 def _validate_eval(cfg: Config) -> None:

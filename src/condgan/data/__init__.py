@@ -3,13 +3,14 @@ from condgan.data.base import DataError, ImageDataset
 from condgan.data.download import cache_dir, download
 from condgan.data.loader import BatchSampler
 from condgan.data.registry import load_dataset
-from condgan.data.transforms import augment, to_float, to_uint8
+from condgan.data.transforms import augment, to_float, to_uint8, translate_flip
 
 __all__ = [
     "BatchSampler",
     "DataError",
     "ImageDataset",
     "augment",
+    "translate_flip",
     "cache_dir",
     "download",
     "load_dataset",

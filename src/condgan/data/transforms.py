@@ -77,3 +77,23 @@ def augment(images: torch.Tensor, cfg: DataConfig, generator: torch.Generator | 
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     # The box lies inside the image; "border" only guards the half-pixel rim against zero bleed.
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def translate_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The CR / bCR augmentation: random flip (p = 0.5) and an integer shift of up to 1/8 of the size.
+
+    images [B, C, H, W] -> same shape. Each sample is shifted independently on each axis by a uniform
+    integer in [-H/8, H/8] (resp. W/8), with reflection filling the uncovered border.
+    """
+    b, _, h, w = images.shape
+    ph, pw = h // 8, w // 8
+    flip = _rand(b, images, generator) < 0.5
+    x = torch.where(flip[:, None, None, None], images.flip(3), images)
+    dy = (_rand(b, images, generator) * (2 * ph + 1)).long().clamp(max=2 * ph)  # offsets into the padded image
+    dx = (_rand(b, images, generator) * (2 * pw + 1)).long().clamp(max=2 * pw)
+    padded = F.pad(x, (pw, pw, ph, ph), mode="reflect")
+    rows = torch.arange(h, device=images.device)[None, :] + dy[:, None]     # [B, H]
+    cols = torch.arange(w, device=images.device)[None, :] + dx[:, None]     # [B, W]
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    # Advanced indices split by the channel slice put their broadcast dims first: [B, H, W, C].
+    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()

@@ -1,5 +1,11 @@
-"""Losses: adversarial (real/fake) pairs and class-conditioning losses (AC, D2D-CE)."""
-from .adversarial import ADVERSARIAL, hinge_d, hinge_g
-from .conditional import ac_ce, d2d_ce
+"""Losses: adversarial (real/fake) pairs, class-conditioning losses and regularisers, as pure functions."""
+from .adversarial import (ADVERSARIAL, hinge_d, hinge_g, ls_d, ls_g, ns_d, ns_g, wasserstein_d,
+                          wasserstein_g)
+from .conditional import ac_ce, contrastive_2c, d2d_ce, multi_hinge
+from .regularizers import (consistency, dragan_perturb, gradient_penalty, interpolate, lecam, r1_penalty,
+                           topk, topk_count)
 
-__all__ = ["ADVERSARIAL", "hinge_d", "hinge_g", "ac_ce", "d2d_ce"]
+__all__ = ["ADVERSARIAL", "hinge_d", "hinge_g", "ns_d", "ns_g", "ls_d", "ls_g", "wasserstein_d", "wasserstein_g",
+           "ac_ce", "contrastive_2c", "d2d_ce", "multi_hinge",
+           "consistency", "dragan_perturb", "gradient_penalty", "interpolate", "lecam", "r1_penalty", "topk",
+           "topk_count"]

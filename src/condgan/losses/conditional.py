@@ -1,4 +1,8 @@
-"""Class-conditioning losses: the auxiliary classifier's cross-entropy (AC) and ReACGAN's D2D-CE.
+"""Class-conditioning losses on D's head outputs: AC, MH, 2C (ContraGAN) and D2D-CE (ReACGAN).
+
+AC: cross-entropy of a linear classifier on D's features. MH (multi-hinge, Crammer-Singer) on C + 1
+outputs o (index C = "fake"): L_i = ReLU(1 + max_{k != t_i} o_ik - o_{i t_i}). 2C, with p_i = e^{pos_i/T}
+and e_ij = e^{s_ij/T}: L_i = -log[(p_i + sum_{j != i, y_j = y_i} e_ij) / (p_i + sum_{j != i} e_ij)].
 
 D2D-CE (Data-to-Data Cross-Entropy) on normalised embeddings f_i and class proxies v_i, with
 pos_i = <f_i, v_i>, s_ij = <f_i, f_j> and neg(i) = {j != i : y_j != y_i}:
@@ -76,16 +80,51 @@ def d2d_ce(
     """
     if m_n is None:
         m_n = 1.0 - m_p
+    pos, sim = _similarities(embed, proxy)
+    return _d2d_ce_from_similarities(pos, sim, labels, temperature, m_p, m_n, reference_form).mean()
+
+
+def contrastive_2c(embed: torch.Tensor, proxy: torch.Tensor, labels: torch.Tensor,
+                   temperature: float = 1.0) -> torch.Tensor:
+    """Conditional contrastive loss (ContraGAN's 2C), mean over the batch.
+
+    embed: [N, d] unnormalised embeddings; proxy: [N, d] unnormalised proxies of each sample's class;
+    labels: [N] int64. Positives of i: its proxy and every other sample of its class; the denominator
+    spans its proxy and every j != i. Computed as a difference of log-sum-exps (stable). Returns a scalar.
+    """
+    pos, sim = _similarities(embed, proxy)
+    n = sim.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    same = (labels[:, None] == labels[None, :]) & ~eye
+    logits = sim / temperature
+    pos_col = (pos / temperature)[:, None]
+    log_den = torch.logsumexp(torch.cat([pos_col, logits.masked_fill(eye, float("-inf"))], 1), dim=1)
+    log_num = torch.logsumexp(torch.cat([pos_col, logits.masked_fill(~same, float("-inf"))], 1), dim=1)
+    return (log_den - log_num).mean()
+
+
+def multi_hinge(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-class (Crammer-Singer) hinge loss, mean over the batch.
+
+    logits: [N, K]; targets: [N] int64 in [0, K). L_i = ReLU(1 + max_{k != t_i} o_ik - o_{i t_i}). Scalar.
+    """
+    target = logits.gather(1, targets[:, None])                       # [N, 1]
+    others = logits.scatter(1, targets[:, None], float("-inf"))       # the target column drops out of the max
+    return F.relu(1.0 + others.amax(dim=1) - target[:, 0]).mean()
+
+
+def _similarities(embed: torch.Tensor, proxy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pos [N] = <f_i, v_i>, sim [N, N] = <f_i, f_j>) of the L2-normalised embed [N, d] and proxy [N, d].
+
+    Half-precision inputs are computed in float32 (exp/log of similarities / T loses too much in 8
+    mantissa bits), with autocast off so the matmul keeps that dtype.
+    """
     if embed.dtype in (torch.float16, torch.bfloat16):
         embed, proxy = embed.float(), proxy.float()
     with _no_autocast(embed.device.type):
-        # Under AMP the matmul below would drop back to half precision; keep the input dtype.
         f = F.normalize(embed, dim=1)
         v = F.normalize(proxy.to(embed.dtype), dim=1)
-        pos = (f * v).sum(dim=1)                          # [N]
-        sim = f @ f.t()                                    # [N, N]
-        losses = _d2d_ce_from_similarities(pos, sim, labels, temperature, m_p, m_n, reference_form)
-    return losses.mean()
+        return (f * v).sum(dim=1), f @ f.t()
 
 
 def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:

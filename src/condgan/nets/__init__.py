@@ -10,26 +10,40 @@ from .biggan import BigGANDiscriminator, BigGANGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .heads import DiscriminatorHeads, DOutput
 from .layers import count_parameters
+from .resnet import ResNetDiscriminator, ResNetGenerator
 
 
 def _dcgan(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
-    m = cfg.model
-    g = DCGANGenerator(m.z_dim, num_classes, m.g_width, channels, sn=m.g_sn, init=m.init)
-    d = DCGANDiscriminator(num_classes, m.d_width, channels, cfg.loss.cond, m.embed_dim, sn=m.d_sn, init=m.init)
+    m, cond = cfg.model, cfg.loss.cond
+    g = DCGANGenerator(m.z_dim, num_classes, m.g_width, channels, sn=m.g_sn, init=m.init, conditional=cond != "none")
+    d = DCGANDiscriminator(num_classes, m.d_width, channels, cond, m.embed_dim, sn=m.d_sn, init=m.init,
+                           aux=cfg.loss.aux)
+    return g, d
+
+
+def _resnet32(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    m, cond = cfg.model, cfg.loss.cond
+    g = ResNetGenerator(m.z_dim, num_classes, m.g_width, channels, sn=m.g_sn, init=m.init,
+                        conditional=cond != "none")
+    d = ResNetDiscriminator(num_classes, m.d_width, channels, cond, m.embed_dim, sn=m.d_sn, init=m.init,
+                            aux=cfg.loss.aux)
     return g, d
 
 
 def _biggan32(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
-    m = cfg.model
+    m, cond = cfg.model, cfg.loss.cond
     g = BigGANGenerator(z_dim=m.z_dim, num_classes=num_classes, width=m.g_width, shared_dim=m.shared_dim,
-                        img_channels=channels, attention=m.attention, sn=m.g_sn, init=m.init)
-    d = BigGANDiscriminator(num_classes=num_classes, width=m.d_width, img_channels=channels, cond=cfg.loss.cond,
-                            embed_dim=m.embed_dim, attention=m.attention, sn=m.d_sn, init=m.init)
+                        img_channels=channels, attention=m.attention, sn=m.g_sn, init=m.init,
+                        conditional=cond != "none")
+    d = BigGANDiscriminator(num_classes=num_classes, width=m.d_width, img_channels=channels, cond=cond,
+                            embed_dim=m.embed_dim, attention=m.attention, sn=m.d_sn, init=m.init, aux=cfg.loss.aux)
     return g, d
 
 
+# Every G is unconditional when loss.cond is "none" (the "w/o condition" rows).
 ARCHITECTURES: dict[str, Callable[[Config, int, int], tuple[nn.Module, nn.Module]]] = {
     "dcgan": _dcgan,
+    "resnet32": _resnet32,
     "biggan32": _biggan32,
 }
 
@@ -43,4 +57,5 @@ def build_nets(cfg: Config, num_classes: int, img_channels: int) -> tuple[nn.Mod
 
 
 __all__ = ["ARCHITECTURES", "build_nets", "count_parameters", "DOutput", "DiscriminatorHeads",
-           "BigGANGenerator", "BigGANDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]
+           "BigGANGenerator", "BigGANDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
+           "ResNetGenerator", "ResNetDiscriminator"]

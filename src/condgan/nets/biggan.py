@@ -51,15 +51,17 @@ class BigGANGenerator(nn.Module):
 
     def __init__(self, z_dim: int = 80, num_classes: int = 10, width: int = 96, shared_dim: int = 128,
                  img_channels: int = 3, attention: bool = True, sn: bool = True,
-                 init: str = "orthogonal") -> None:
+                 init: str = "orthogonal", conditional: bool = True) -> None:
         super().__init__()
         if z_dim % (G_BLOCKS + 1):
             raise ValueError(f"BigGAN z_dim must split into {G_BLOCKS + 1} equal chunks; got {z_dim}")
-        self.z_dim, self.num_classes = z_dim, num_classes
+        # Unconditional ("w/o condition"): one shared embedding row, i.e. a learned constant, for every sample.
+        self.conditional = conditional
+        self.z_dim, self.num_classes = z_dim, (num_classes if conditional else 1)
         self.chunk = z_dim // (G_BLOCKS + 1)
         self.ch = ch = 4 * width
         self.linear0 = linear(self.chunk, ch * 4 * 4, sn=sn)
-        self.shared = nn.Embedding(num_classes, shared_dim)  # not spectrally normalised, as in BigGAN
+        self.shared = nn.Embedding(self.num_classes, shared_dim)  # not spectrally normalised, as in BigGAN
         self.blocks = nn.ModuleList(GenBlock(ch, ch, shared_dim + self.chunk, sn) for _ in range(G_BLOCKS))
         self.attn = SelfAttention(ch, sn) if attention else None
         self.bn = nn.BatchNorm2d(ch, eps=1e-4, momentum=0.1)
@@ -68,7 +70,7 @@ class BigGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         zs = z.split(self.chunk, dim=1)
-        s = self.shared(y)
+        s = self.shared(y if self.conditional else torch.zeros_like(y))
         x = self.linear0(zs[0]).view(z.shape[0], self.ch, 4, 4)
         for i, block in enumerate(self.blocks):
             x = block(x, torch.cat([s, zs[i + 1]], dim=1))  # shared embedding first, as in StudioGAN
@@ -120,14 +122,14 @@ class BigGANDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int = 10, width: int = 96, img_channels: int = 3, cond: str = "d2d_ce",
                  embed_dim: int = 512, attention: bool = True, sn: bool = True,
-                 init: str = "orthogonal") -> None:
+                 init: str = "orthogonal", aux: str = "none") -> None:
         super().__init__()
         ch = 2 * width
         self.opt_block = DiscOptBlock(img_channels, ch, sn)  # 32 -> 16
         # Attention right after the optimised block, at 16x16 (StudioGAN attn_d_loc=[1]).
         self.attn = SelfAttention(ch, sn) if attention else None
         self.blocks = nn.ModuleList(DiscBlock(ch, ch, down, sn) for down in D_DOWNSAMPLE)
-        self.heads = DiscriminatorHeads(ch, num_classes, cond, embed_dim, sn)
+        self.heads = DiscriminatorHeads(ch, num_classes, cond, embed_dim, sn, aux)
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> DOutput:

@@ -17,9 +17,11 @@ class DCGANGenerator(nn.Module):
     """G(z [B, z_dim], y [B]) -> images [B, img_channels, 32, 32] in [-1, 1]."""
 
     def __init__(self, z_dim: int, num_classes: int, width: int = 64, img_channels: int = 1,
-                 shared_dim: int = 64, sn: bool = False, init: str = "normal") -> None:
+                 shared_dim: int = 64, sn: bool = False, init: str = "normal", conditional: bool = True) -> None:
         super().__init__()
-        self.z_dim = z_dim
+        self.z_dim, self.conditional = z_dim, conditional
+        # Unconditional ("w/o condition"): a single embedding row, i.e. a learned constant for every sample.
+        num_classes = num_classes if conditional else 1
         chans = [4 * width, 2 * width, width, width // 2]
         self.shared = nn.Embedding(num_classes, shared_dim)
         # The class enters both the first layer (so it shapes the layout) and every BN (so it styles it).
@@ -31,7 +33,7 @@ class DCGANGenerator(nn.Module):
         init_weights(self, init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        c = self.shared(y)
+        c = self.shared(y if self.conditional else torch.zeros_like(y))
         x = self.fc(torch.cat([z, c], dim=1)).view(z.shape[0], -1, 4, 4)
         for norm, up in zip(self.norms, self.ups):
             x = up(F.relu(norm(x, c)))
@@ -48,7 +50,7 @@ class DCGANDiscriminator(nn.Module):
     """D(x [B, img_channels, 32, 32], y [B]) -> DOutput."""
 
     def __init__(self, num_classes: int, width: int = 64, img_channels: int = 1, cond: str = "d2d_ce",
-                 embed_dim: int = 128, sn: bool = True, init: str = "normal") -> None:
+                 embed_dim: int = 128, sn: bool = True, init: str = "normal", aux: str = "none") -> None:
         super().__init__()
         chans = [width, 2 * width, 4 * width]
         layers: list[nn.Module] = []
@@ -59,7 +61,7 @@ class DCGANDiscriminator(nn.Module):
             cin = c
         layers += [conv2d(cin, 2 * cin, 3, padding=1, sn=sn), nn.LeakyReLU(0.1)]
         self.body = nn.Sequential(*layers)
-        self.heads = DiscriminatorHeads(2 * cin, num_classes, cond, embed_dim, sn)
+        self.heads = DiscriminatorHeads(2 * cin, num_classes, cond, embed_dim, sn, aux)
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> DOutput:

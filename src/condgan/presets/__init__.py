@@ -14,12 +14,13 @@ def _files() -> dict[str, object]:
     return {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".yaml")}
 
 
-def list_presets() -> dict[str, str]:
-    """Preset name -> its one-line description, sorted by name."""
+def list_presets() -> dict[str, tuple[str, str]]:
+    """Preset name -> (the paper row it reproduces, its one-line description), sorted by name."""
     out = {}
     for name, path in sorted(_files().items()):
         with resources.as_file(path) as f:
-            out[name] = str(load_yaml(f).get("description", ""))
+            tree = load_yaml(f)
+        out[name] = (str(tree.get("reproduces", "")), str(tree.get("description", "")))
     return out
 
 

@@ -1,45 +1,97 @@
-"""The training objective: an adversarial loss plus a weighted conditional term on D's head outputs."""
+"""The training objective: adversarial loss + weighted conditional terms on D's head outputs.
+
+Conditioning methods (``loss.cond``), lambda = ``loss.cond_weight``; L is CE (ac), contrastive_2c (2c) or
+d2d_ce (d2d_ce) of the embeddings and the proxies of the given labels:
+
+    none, pd   no separate term (PD lives in D's adversarial logit)
+    ac/2c/d2d_ce  D: + lambda L(real, y_r) [+ lambda L(fake, y_f) with loss.ac_fake_in_d]   G: + lambda L(fake, y_f)
+    mh         replaces the adversarial loss. D: MH(real, y_r) + MH(fake, C)   G: lambda MH(fake, y_f) + fm FM
+Auxiliary variants (StudioGAN's reference forms) of ac / 2c / d2d_ce, L~ = L on the twin heads:
+    tac        D: + a_d L~(fake, y_f)                      G: - a_g L~(fake, y_f)
+    adc        2C classes; D: + lambda L(fake, 2y_f + 1), reals use 2y_r;   G: lambda [L(fake, 2y_f) - L(fake, 2y_f + 1)]
+Feature matching (``loss.fm_weight``) FM = mean_d |mean_n h_fake - mean_n h_real| (h_real detached).
+"""
 from __future__ import annotations
 
 import torch
 
 from ..config import LossConfig
-from ..losses import ADVERSARIAL, ac_ce, d2d_ce
+from ..losses import ADVERSARIAL, ac_ce, contrastive_2c, d2d_ce, multi_hinge
 from ..nets.heads import DOutput
+
+Terms = dict[str, tuple[torch.Tensor, float]]  # name -> (unweighted value, weight)
 
 
 class Objective:
     """D and G losses for one configuration; pure functions of D's outputs and the labels."""
 
-    def __init__(self, cfg: LossConfig) -> None:
+    def __init__(self, cfg: LossConfig, num_classes: int) -> None:
         self.cfg = cfg
-        self.adv_d, self.adv_g = ADVERSARIAL[cfg.adv]
+        self.num_classes = num_classes
+        if cfg.adv != "mh":
+            self.adv_d, self.adv_g = ADVERSARIAL[cfg.adv]
 
-    def conditional(self, out: DOutput, labels: torch.Tensor) -> torch.Tensor | None:
-        """The conditional term on one side (real in D, fake in G); None where it lives in ``adv`` (PD) or is off."""
+    def class_loss(self, out: DOutput, labels: torch.Tensor, twin: bool = False) -> torch.Tensor:
+        """L(out, labels) of the classifier-like methods (ac, 2c, d2d_ce), on the twin heads if ``twin``."""
         c = self.cfg
-        if c.cond == "d2d_ce":
-            return d2d_ce(out.embed, out.proxy, labels, temperature=c.temperature, m_p=c.m_p, m_n=c.m_n,
-                          reference_form=c.reference_form)
         if c.cond == "ac":
-            return ac_ce(out.cls_logits, labels)
-        return None
+            return ac_ce(out.tac_logits if twin else out.cls_logits, labels)
+        embed, table = (out.tac_embed, out.tac_proxies) if twin else (out.embed, out.proxies)
+        # Negatives are decided by the labels passed (2y / 2y+1 under ADC), as in the reference.
+        if c.cond == "2c":
+            return contrastive_2c(embed, table[labels], labels, temperature=c.temperature)
+        return d2d_ce(embed, table[labels], labels, temperature=c.temperature, m_p=c.m_p, m_n=c.m_n,
+                      reference_form=c.reference_form)
 
-    def _with_conditional(self, side: str, adv: torch.Tensor, out: DOutput,
-                          labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{side_loss: adv + lambda * cond, side_adv: adv, side_cond: cond (when there is one)}."""
-        parts = {f"{side}_adv": adv}
-        cond = self.conditional(out, labels)
-        total = adv
-        if cond is not None:
-            parts[f"{side}_cond"] = cond
-            total = adv + self.cfg.cond_weight * cond
-        return {f"{side}_loss": total, **parts}
+    def _labels(self, y: torch.Tensor, fake: bool = False) -> torch.Tensor:
+        """Class indices of the main classifier: y, or 2y (real) / 2y + 1 (fake) under ADC."""
+        return 2 * y + int(fake) if self.cfg.aux == "adc" else y
 
-    def d_loss(self, real: DOutput, fake: DOutput, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """D's losses; the conditional term uses real images only."""
-        return self._with_conditional("d", self.adv_d(real.adv, fake.adv), real, real_labels)
+    def d_terms(self, real: DOutput, fake: DOutput, y_real: torch.Tensor, y_fake: torch.Tensor) -> Terms:
+        """D's terms: adversarial, then conditional ones."""
+        c = self.cfg
+        if c.cond == "mh":
+            fake_class = torch.full_like(y_fake, self.num_classes)
+            return {"d_adv": (multi_hinge(real.cls_logits, y_real) + multi_hinge(fake.cls_logits, fake_class), 1.0)}
+        terms: Terms = {"d_adv": (self.adv_d(real.adv, fake.adv), 1.0)}
+        if c.cond in ("none", "pd"):
+            return terms
+        cond = self.class_loss(real, self._labels(y_real))
+        if c.ac_fake_in_d:
+            cond = cond + self.class_loss(fake, y_fake)
+        if c.aux == "adc":
+            cond = cond + self.class_loss(fake, self._labels(y_fake, fake=True))
+        terms["d_cond"] = (cond, c.cond_weight)
+        if c.aux == "tac":
+            terms["d_tac"] = (self.class_loss(fake, y_fake, twin=True), c.tac_d_weight)
+        return terms
 
-    def g_loss(self, fake: DOutput, fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """G's losses on fakes generated for ``fake_labels``."""
-        return self._with_conditional("g", self.adv_g(fake.adv), fake, fake_labels)
+    def g_terms(self, fake: DOutput, y_fake: torch.Tensor, adv_logits: torch.Tensor | None = None,
+                real_features: torch.Tensor | None = None) -> Terms:
+        """G's terms on fakes made for ``y_fake``. adv_logits overrides fake.adv (top-k); real_features [M, F]
+        (detached) feed feature matching."""
+        c = self.cfg
+        terms: Terms = {}
+        if c.cond == "mh":
+            terms["g_adv"] = (multi_hinge(fake.cls_logits, y_fake), c.cond_weight)
+        else:
+            terms["g_adv"] = (self.adv_g(fake.adv if adv_logits is None else adv_logits), 1.0)
+        if c.fm_weight:
+            fm = (fake.features.mean(0) - real_features.mean(0)).abs().mean()
+            terms["g_fm"] = (fm, c.fm_weight)
+        if c.cond in ("none", "pd", "mh"):
+            return terms
+        cond = self.class_loss(fake, self._labels(y_fake))
+        if c.aux == "adc":
+            cond = cond - self.class_loss(fake, self._labels(y_fake, fake=True))
+        terms["g_cond"] = (cond, c.cond_weight)
+        if c.aux == "tac":
+            terms["g_tac"] = (-self.class_loss(fake, y_fake, twin=True), c.tac_g_weight)
+        return terms
+
+
+def total(side: str, *term_sets: Terms) -> dict[str, torch.Tensor]:
+    """{side_loss: sum of weight * value, name: value for every term} over one or more term sets."""
+    merged = {k: v for terms in term_sets for k, v in terms.items()}
+    loss = sum(w * v for v, w in merged.values())
+    return {f"{side}_loss": loss, **{k: v for k, (v, _w) in merged.items()}}

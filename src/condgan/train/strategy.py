@@ -8,8 +8,8 @@ from torch import nn
 
 from ..config import Config
 from ..data import BatchSampler, augment, to_float
-from ..nets.heads import DOutput
-from .objective import Objective
+from .objective import Objective, total
+from .regularize import Regularizers
 
 
 @dataclass
@@ -21,18 +21,12 @@ class Models:
     opt_d: torch.optim.Optimizer
 
 
-def _split(out: DOutput, n: int) -> tuple[DOutput, DOutput]:
-    """Split a D output over a concatenated [real; fake] batch back into its two halves."""
-    def part(sl: slice) -> DOutput:
-        return DOutput(**{k: (None if v is None else v[sl]) for k, v in vars(out).items()})
-    return part(slice(0, n)), part(slice(n, None))
-
-
 class StandardStrategy:
     """n_dis D steps (each on its own real batch and fresh fakes), then one G step.
 
     Real and fake images go through D in one concatenated forward: D has no batch statistics, so this
-    equals two forwards in value and halves the kernel launches.
+    equals two forwards in value and halves the kernel launches. ``d_feat_norm`` (the mean L2 norm of D's
+    pooled features on reals) is logged with the losses: it is the ReACGAN paper's Fig. 2 diagnostic.
     """
 
     def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int) -> None:
@@ -40,7 +34,8 @@ class StandardStrategy:
         self.m = models
         self.sampler = sampler
         self.num_classes = num_classes
-        self.objective = Objective(cfg.loss)
+        self.objective = Objective(cfg.loss, num_classes)
+        self.regularizers = Regularizers(cfg)
 
     def latents(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(n, self.cfg.model.z_dim, device=device)
@@ -51,37 +46,57 @@ class StandardStrategy:
         images, labels = self.sampler.next()
         return augment(to_float(images), self.cfg.data), labels
 
-    def d_step(self) -> dict[str, torch.Tensor]:
+    def d_step(self, step: int) -> dict[str, torch.Tensor]:
         G, D = self.m.G, self.m.D
         x_real, y_real = self.real_batch()
         z, y_fake = self.latents(x_real.shape[0], x_real.device)
         with torch.no_grad():
             x_fake = G(z, y_fake)
+        n = x_real.shape[0]
         out = D(torch.cat([x_real, x_fake]), torch.cat([y_real, y_fake]))
-        real, fake = _split(out, x_real.shape[0])
-        losses = self.objective.d_loss(real, fake, y_real)
+        real, fake = out.rows(slice(0, n)), out.rows(slice(n, None))
+        terms = self.objective.d_terms(real, fake, y_real, y_fake)
+        reg = self.regularizers.d_terms(D, G, step, x_real, y_real, x_fake, y_fake, z, real, fake)
+        losses = total("d", terms, reg)
         self.m.opt_d.zero_grad(set_to_none=True)
         losses["d_loss"].backward()
         self.m.opt_d.step()
+        losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
         return losses
 
-    def g_step(self, device: torch.device) -> dict[str, torch.Tensor]:
+    def g_step(self, device: torch.device, step: int) -> dict[str, torch.Tensor]:
         G, D = self.m.G, self.m.D
         z, y = self.latents(self.cfg.train.batch_size, device)
         D.requires_grad_(False)  # G's backward needs no grads for D's weights
-        losses = self.objective.g_loss(D(G(z, y), y), y)
+        x_fake = G(z, y)
+        fake = D(x_fake, y)
+        real_features = None
+        if self.cfg.loss.fm_weight:
+            x_real, y_real = self.real_batch()
+            with torch.no_grad():
+                real_features = D(x_real, y_real).features
+        adv_logits = self.regularizers.g_adv_logits(fake.adv, self.sampler.epoch)
+        terms = self.objective.g_terms(fake, y, adv_logits, real_features)
+        losses = total("g", terms, self.regularizers.g_terms(G, z, y, x_fake))
         self.m.opt_g.zero_grad(set_to_none=True)
         losses["g_loss"].backward()
         self.m.opt_g.step()
         D.requires_grad_(True)
         return losses
 
-    def step(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """One iteration; returns detached losses (no host sync)."""
+    def step(self, device: torch.device, step: int = 0) -> dict[str, torch.Tensor]:
+        """One iteration after ``step`` finished G steps; returns detached losses (no host sync)."""
         for _ in range(self.cfg.train.n_dis):
-            d_losses = self.d_step()
-        g_losses = self.g_step(device)
+            d_losses = self.d_step(step)
+        g_losses = self.g_step(device, step)
         return {k: v.detach() for k, v in {**d_losses, **g_losses}.items()}
+
+    def state_dict(self) -> dict:
+        """Run state beyond nets and optimisers (the regularisers' EMAs)."""
+        return {"regularizers": self.regularizers.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.regularizers.load_state_dict(state.get("regularizers", {}))
 
 
 STRATEGIES = {"standard": StandardStrategy}

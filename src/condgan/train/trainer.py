@@ -53,7 +53,8 @@ class Trainer:
             "G": r.models.G.state_dict(), "D": r.models.D.state_dict(), "G_ema": r.ema.shadow.state_dict(),
             "opt_g": r.models.opt_g.state_dict(), "opt_d": r.models.opt_d.state_dict(),
             "sched_g": r.sched_g.state_dict(), "sched_d": r.sched_d.state_dict(),
-            "sampler": r.sampler.state_dict(), "rng": ckpt.rng_state(), "best": self.best,
+            "sampler": r.sampler.state_dict(), "strategy": r.strategy.state_dict(), "rng": ckpt.rng_state(),
+            "best": self.best,
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
@@ -66,6 +67,7 @@ class Trainer:
         r.sched_g.load_state_dict(state["sched_g"])
         r.sched_d.load_state_dict(state["sched_d"])
         r.sampler.load_state_dict(state["sampler"])
+        r.strategy.load_state_dict(state.get("strategy", {}))
         ckpt.set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.best = state.get("best")
@@ -104,7 +106,7 @@ class Trainer:
                    desc="train", unit="it")
         window_start, window_steps = time.perf_counter(), 0
         while self.step < target:
-            losses = r.strategy.step(self.device)
+            losses = r.strategy.step(self.device, self.step)
             self.step += 1
             window_steps += 1
             r.ema.update(r.models.G, self.step)
