@@ -36,7 +36,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = _choice("dcgan", "resnet32", "biggan32", default="dcgan")
+    # dcgan: the small demo pair; deep_cnn: StudioGAN's DCGAN (fixed widths); resnet32: SNGAN / WGAN-GP ResNet
+    # (g_width, d_width are its block channels); biggan32: BigGAN (blocks at 4 g_width / 2 d_width)
+    arch: str = _choice("dcgan", "deep_cnn", "resnet32", "biggan32", default="dcgan")
     z_dim: int = 64
     g_width: int = 64  # base channel width of G
     d_width: int = 64  # base channel width of D

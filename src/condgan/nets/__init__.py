@@ -8,6 +8,7 @@ from torch import nn
 from ..config import Config, ConfigError
 from .biggan import BigGANDiscriminator, BigGANGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .deep_cnn import DeepCNNGenerator
 from .heads import DiscriminatorHeads, DOutput
 from .layers import count_parameters
 from .resnet import ResNetDiscriminator, ResNetGenerator
@@ -18,6 +19,15 @@ def _dcgan(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.
     g = DCGANGenerator(m.z_dim, num_classes, m.g_width, channels, sn=m.g_sn, init=m.init, conditional=cond != "none")
     d = DCGANDiscriminator(num_classes, m.d_width, channels, cond, m.embed_dim, sn=m.d_sn, init=m.init,
                            aux=cfg.loss.aux)
+    return g, d
+
+
+def _deep_cnn(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    # Fixed reference widths (G 512 -> 64, D 64 -> 512); model.g_width / d_width do not apply.
+    m, cond = cfg.model, cfg.loss.cond
+    g = DeepCNNGenerator(m.z_dim, num_classes, channels, sn=m.g_sn, init=m.init, conditional=cond != "none")
+    d = DCGANDiscriminator(num_classes, 64, channels, cond, m.embed_dim, sn=m.d_sn, init=m.init, aux=cfg.loss.aux,
+                           negative_slope=0.0)
     return g, d
 
 
@@ -43,6 +53,7 @@ def _biggan32(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, 
 # Every G is unconditional when loss.cond is "none" (the "w/o condition" rows).
 ARCHITECTURES: dict[str, Callable[[Config, int, int], tuple[nn.Module, nn.Module]]] = {
     "dcgan": _dcgan,
+    "deep_cnn": _deep_cnn,
     "resnet32": _resnet32,
     "biggan32": _biggan32,
 }
@@ -58,4 +69,4 @@ def build_nets(cfg: Config, num_classes: int, img_channels: int) -> tuple[nn.Mod
 
 __all__ = ["ARCHITECTURES", "build_nets", "count_parameters", "DOutput", "DiscriminatorHeads",
            "BigGANGenerator", "BigGANDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
-           "ResNetGenerator", "ResNetDiscriminator"]
+           "ResNetGenerator", "ResNetDiscriminator", "DeepCNNGenerator"]

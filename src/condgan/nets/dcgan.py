@@ -50,16 +50,17 @@ class DCGANDiscriminator(nn.Module):
     """D(x [B, img_channels, 32, 32], y [B]) -> DOutput."""
 
     def __init__(self, num_classes: int, width: int = 64, img_channels: int = 1, cond: str = "d2d_ce",
-                 embed_dim: int = 128, sn: bool = True, init: str = "normal", aux: str = "none") -> None:
+                 embed_dim: int = 128, sn: bool = True, init: str = "normal", aux: str = "none",
+                 negative_slope: float = 0.1) -> None:
         super().__init__()
         chans = [width, 2 * width, 4 * width]
         layers: list[nn.Module] = []
         cin = img_channels
         for c in chans:
-            layers += [conv2d(cin, c, 3, padding=1, sn=sn), nn.LeakyReLU(0.1),
-                       conv2d(c, c, 4, stride=2, padding=1, sn=sn), nn.LeakyReLU(0.1)]
+            layers += [conv2d(cin, c, 3, padding=1, sn=sn), nn.LeakyReLU(negative_slope),
+                       conv2d(c, c, 4, stride=2, padding=1, sn=sn), nn.LeakyReLU(negative_slope)]
             cin = c
-        layers += [conv2d(cin, 2 * cin, 3, padding=1, sn=sn), nn.LeakyReLU(0.1)]
+        layers += [conv2d(cin, 2 * cin, 3, padding=1, sn=sn), nn.LeakyReLU(negative_slope)]
         self.body = nn.Sequential(*layers)
         self.heads = DiscriminatorHeads(2 * cin, num_classes, cond, embed_dim, sn, aux)
         init_weights(self, init)

@@ -1,4 +1,8 @@
-"""YAML presets shipped with condgan: partial configs applied over the defaults of condgan.config."""
+"""YAML presets shipped with condgan: partial configs applied over the defaults of condgan.config.
+
+A preset may start from another with ``base: NAME``: its own keys are merged over the base's tree (section
+by section), so a paper row that changes one loss setting is a few lines.
+"""
 from __future__ import annotations
 
 import difflib
@@ -17,19 +21,30 @@ def _files() -> dict[str, object]:
 def list_presets() -> dict[str, tuple[str, str]]:
     """Preset name -> (the paper row it reproduces, its one-line description), sorted by name."""
     out = {}
-    for name, path in sorted(_files().items()):
-        with resources.as_file(path) as f:
-            tree = load_yaml(f)
+    for name in sorted(_files()):
+        tree = load_preset(name)
         out[name] = (str(tree.get("reproduces", "")), str(tree.get("description", "")))
     return out
 
 
-def load_preset(name: str) -> dict:
-    """The preset's YAML tree; an unknown name is a one-line error with the closest preset."""
+def load_preset(name: str, _chain: tuple[str, ...] = ()) -> dict:
+    """The preset's YAML tree (its ``base`` resolved); an unknown name is a one-line error with the closest."""
     files = _files()
     if name not in files:
         close = difflib.get_close_matches(name, files, n=1, cutoff=0.4)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"unknown preset '{name}'{hint}; `condgan presets` lists them")
+    if name in _chain:
+        raise ConfigError(f"preset '{name}' is its own base (via {' -> '.join(_chain)})")
     with resources.as_file(files[name]) as f:
-        return load_yaml(f)
+        tree = load_yaml(f)
+    base = tree.pop("base", None)
+    return _merge(load_preset(str(base), _chain + (name,)), tree) if base else tree
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base``, recursively for nested sections."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

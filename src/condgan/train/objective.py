@@ -8,7 +8,8 @@ d2d_ce (d2d_ce) of the embeddings and the proxies of the given labels:
     mh         replaces the adversarial loss. D: MH(real, y_r) + MH(fake, C)   G: lambda MH(fake, y_f) + fm FM
 Auxiliary variants (StudioGAN's reference forms) of ac / 2c / d2d_ce, L~ = L on the twin heads:
     tac        D: + a_d L~(fake, y_f)                      G: - a_g L~(fake, y_f)
-    adc        2C classes; D: + lambda L(fake, 2y_f + 1), reals use 2y_r;   G: lambda [L(fake, 2y_f) - L(fake, 2y_f + 1)]
+    adc        2C classes, reals are 2y_r; D: + lambda L(fake, 2y_f + 1)
+               G: lambda [L(fake, 2y_f) - L(fake, 2y_f + 1)]
 Feature matching (``loss.fm_weight``) FM = mean_d |mean_n h_fake - mean_n h_real| (h_real detached).
 """
 from __future__ import annotations
