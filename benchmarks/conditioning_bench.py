@@ -79,10 +79,11 @@ def main() -> None:
         rows.append(run_method(name, args))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.steps} G steps, seed {args.seed}, {args.num} samples, {torch.get_num_threads()} threads")
-    print(f"{'method':8} {'cond acc':>9} {'clf FID':>9} {'|h| mean':>9} {'|h| first':>10} {'|h| last':>9} {'train s':>8}")
+    header = ("method", "cond acc", "clf FID", "|h| mean", "|h| first", "|h| last", "train s")
+    print(f"{header[0]:8} " + " ".join(f"{h:>9}" for h in header[1:]))
     for r in rows:
-        print(f"{r['method']:8} {r['acc']:9.4f} {r['fid']:9.3f} {r['norm_mean']:9.2f} {r['norm_first']:10.2f} "
-              f"{r['norm_last']:9.2f} {r['train_s']:8.1f}")
+        print(f"{r['method']:8} {r['acc']:9.4f} {r['fid']:9.3f} {r['norm_mean']:9.2f} {r['norm_first']:9.2f} "
+              f"{r['norm_last']:9.2f} {r['train_s']:9.1f}")
 
 
 if __name__ == "__main__":
