@@ -176,3 +176,18 @@ def test_lecam_state_resumes_bitwise(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     sa, sb = straight.run.strategy.state_dict()["regularizers"], resumed.run.strategy.state_dict()["regularizers"]
     assert torch.equal(sa["ema_real"], sb["ema_real"]) and torch.equal(sa["ema_fake"], sb["ema_fake"])
+
+
+def test_topk_training_uses_the_k_best_fakes_only():
+    from condgan.train.regularize import Regularizers
+    cfg = build_config(load_preset("mnist5k-reacgan"), ["reg.topk=true", "reg.topk_gamma=0.5", "reg.topk_nu=0.25"])
+    reg = Regularizers(cfg)
+    logits = torch.tensor([3.0, -1.0, 0.5, 2.0, -4.0, 1.0, 0.0, -2.0])
+    assert reg.g_adv_logits(logits, epoch=0).numel() == 8
+    assert sorted(reg.g_adv_logits(logits, epoch=1).tolist()) == [0.5, 1.0, 2.0, 3.0]   # k = 0.5 * 8
+    assert sorted(reg.g_adv_logits(logits, epoch=9).tolist()) == [2.0, 3.0]             # floor nu * 8
+    obj = Objective(cfg.loss, 10)
+    fake = DOutput(adv=logits, features=torch.zeros(8, 3), embed=torch.randn(8, 4), proxies=torch.randn(10, 4))
+    g = obj.g_terms(fake, torch.arange(8), reg.g_adv_logits(logits, epoch=1))
+    assert g["g_adv"][0].item() == pytest.approx(-(3.0 + 2.0 + 1.0 + 0.5) / 4)  # hinge G on the top 4
+    assert Regularizers(build_config(load_preset("mnist5k-reacgan"))).g_adv_logits(logits, 5) is None

@@ -108,3 +108,18 @@ def test_cli_train_missing_archive_offline_names_file_and_leaves_no_run_dir(tmp_
     assert code == 2 and "\n" not in err
     assert "cifar-10-python.tar.gz" in err and str(tmp_path) in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["loss.cond=mh"], "'loss.adv' and 'loss.cond'"),
+    (["loss.adv=mh"], "'loss.adv' and 'loss.cond'"),
+    (["loss.cond=pd", "loss.aux=adc"], "'loss.aux'"),
+    (["loss.ac_fake_in_d=true"], "'loss.ac_fake_in_d'"),
+    (["reg.r1=-0.5"], "'reg.r1'"),
+    (["reg.lecam_decay=1.0"], "'reg.lecam_decay'"),
+    (["reg.topk=true", "loss.cond=mh", "loss.adv=mh"], "'reg.topk'"),
+])
+def test_loss_and_regulariser_errors_name_the_key(overrides, key):
+    with pytest.raises(ConfigError) as e:
+        build_config(load_preset(DEFAULT_PRESET), overrides)
+    assert key in one_line_error(e)

@@ -250,3 +250,50 @@ def test_state_dict_round_trip_and_deepcopy_bitwise() -> None:
     d.train(), d3.train()
     assert torch.equal(d(x, y).adv, d3(x, y).adv)
     assert torch.equal(d.heads.adv.u, d3.heads.adv.u)
+
+
+# ------------------------------------------------------------------------------ ResNet-32, Deep CNN, no condition
+from condgan.nets import DCGANDiscriminator, DeepCNNGenerator, ResNetDiscriminator, ResNetGenerator  # noqa: E402
+from condgan.nets.dcgan import DCGANGenerator  # noqa: E402
+
+
+def _generators(conditional: bool) -> list[nn.Module]:
+    return [ResNetGenerator(z_dim=8, num_classes=5, width=16, conditional=conditional),
+            DeepCNNGenerator(z_dim=8, num_classes=5, conditional=conditional),
+            BigGANGenerator(z_dim=8, num_classes=5, width=8, shared_dim=6, conditional=conditional),
+            DCGANGenerator(8, 5, width=8, img_channels=3, conditional=conditional)]
+
+
+def test_generators_shapes_and_unconditional_ignores_labels() -> None:
+    torch.manual_seed(0)
+    z = torch.randn(4, 8)
+    for g in _generators(conditional=True) + _generators(conditional=False):
+        g.eval()  # BN running statistics: one image's output does not depend on its batch mates
+        x = g(z, torch.tensor([0, 1, 2, 3]))
+        assert x.shape == (4, 3, 32, 32) and x.abs().max() <= 1
+        same = torch.equal(x, g(z, torch.tensor([4, 4, 4, 4])))
+        assert same == (not g.conditional), type(g).__name__
+
+
+def test_resnet_and_deep_cnn_discriminators() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 4])
+    d = ResNetDiscriminator(num_classes=5, width=16, cond="ac", aux="adc")
+    out = d(x, y)
+    assert out.adv.shape == (3,) and out.features.shape == (3, 16) and out.cls_logits.shape == (3, 10)
+    relu_d = DCGANDiscriminator(5, 8, 3, cond="mh", negative_slope=0.0)
+    out = relu_d(x, y)
+    assert out.cls_logits.shape == (3, 6) and not any(isinstance(m, nn.LeakyReLU) and m.negative_slope
+                                                      for m in relu_d.modules())
+
+
+def test_tac_heads_are_twins_of_the_main_ones() -> None:
+    heads = DiscriminatorHeads(12, 5, "d2d_ce", 7, sn=True, aux="tac")
+    out = heads(torch.randn(4, 12), torch.tensor([0, 1, 2, 3]))
+    assert out.embed.shape == out.tac_embed.shape == (4, 7)
+    assert out.proxies.shape == out.tac_proxies.shape == (5, 7)
+    assert not torch.equal(out.embed, out.tac_embed)
+    ac = DiscriminatorHeads(12, 5, "ac", 7, sn=False, aux="tac")(torch.randn(4, 12), torch.zeros(4, dtype=torch.long))
+    assert ac.cls_logits.shape == ac.tac_logits.shape == (4, 5)
+    with pytest.raises(ValueError, match="auxiliary"):
+        DiscriminatorHeads(12, 5, "pd", 7, sn=False, aux="tac")

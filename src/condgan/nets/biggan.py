@@ -55,14 +55,16 @@ class BigGANGenerator(nn.Module):
         super().__init__()
         if z_dim % (G_BLOCKS + 1):
             raise ValueError(f"BigGAN z_dim must split into {G_BLOCKS + 1} equal chunks; got {z_dim}")
-        # Unconditional ("w/o condition"): one shared embedding row, i.e. a learned constant, for every sample.
+        # Unconditional ("w/o condition"): no shared class embedding; the BNs see the z chunks only.
         self.conditional = conditional
-        self.z_dim, self.num_classes = z_dim, (num_classes if conditional else 1)
+        self.z_dim, self.num_classes = z_dim, num_classes
         self.chunk = z_dim // (G_BLOCKS + 1)
         self.ch = ch = 4 * width
         self.linear0 = linear(self.chunk, ch * 4 * 4, sn=sn)
-        self.shared = nn.Embedding(self.num_classes, shared_dim)  # not spectrally normalised, as in BigGAN
-        self.blocks = nn.ModuleList(GenBlock(ch, ch, shared_dim + self.chunk, sn) for _ in range(G_BLOCKS))
+        # not spectrally normalised, as in BigGAN
+        self.shared = nn.Embedding(num_classes, shared_dim) if conditional else None
+        affine_dim = (shared_dim if conditional else 0) + self.chunk
+        self.blocks = nn.ModuleList(GenBlock(ch, ch, affine_dim, sn) for _ in range(G_BLOCKS))
         self.attn = SelfAttention(ch, sn) if attention else None
         self.bn = nn.BatchNorm2d(ch, eps=1e-4, momentum=0.1)
         self.conv_out = conv2d(ch, img_channels, 3, padding=1, sn=sn)
@@ -70,10 +72,11 @@ class BigGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         zs = z.split(self.chunk, dim=1)
-        s = self.shared(y if self.conditional else torch.zeros_like(y))
+        s = self.shared(y) if self.shared is not None else None
         x = self.linear0(zs[0]).view(z.shape[0], self.ch, 4, 4)
         for i, block in enumerate(self.blocks):
-            x = block(x, torch.cat([s, zs[i + 1]], dim=1))  # shared embedding first, as in StudioGAN
+            a = zs[i + 1] if s is None else torch.cat([s, zs[i + 1]], dim=1)  # shared embedding first (StudioGAN)
+            x = block(x, a)
             if i == G_ATTN_AFTER and self.attn is not None:
                 x = self.attn(x)
         x = F.relu(self.bn(x), inplace=True)
