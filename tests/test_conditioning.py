@@ -191,3 +191,39 @@ def test_topk_training_uses_the_k_best_fakes_only():
     g = obj.g_terms(fake, torch.arange(8), reg.g_adv_logits(logits, epoch=1))
     assert g["g_adv"][0].item() == pytest.approx(-(3.0 + 2.0 + 1.0 + 0.5) / 4)  # hinge G on the top 4
     assert Regularizers(build_config(load_preset("mnist5k-reacgan"))).g_adv_logits(logits, 5) is None
+
+
+def _grad_check_terms(make_terms, ref, arrays):
+    """Gradients of sum(weight * value) over make_terms(*tensors) vs central differences of ref(*arrays)."""
+    from test_loss_zoo import check_value_and_grads
+
+    def fn(*tensors):
+        return sum(w * v for v, w in make_terms(*tensors).values())
+    check_value_and_grads(fn, ref, arrays)
+
+
+def test_adc_tac_mh_gradients_match_reference(data):
+    rng, yr, yf = data
+    ynr, ynf = yr.numpy(), yf.numpy()
+    z = torch.zeros(6, dtype=torch.float64)
+    adc = Objective(LossConfig(cond="ac", aux="adc", cond_weight=0.5), C)
+    _grad_check_terms(
+        lambda r, f: adc.d_terms(DOutput(adv=z, features=z[:, None], cls_logits=r),
+                                 DOutput(adv=z, features=z[:, None], cls_logits=f), yr, yf),
+        lambda r, f: 2.0 + 0.5 * (ce(r, 2 * ynr) + ce(f, 2 * ynf + 1)),  # hinge of zero logits = 1 + 1
+        [rng.normal(size=(6, 2 * C)), rng.normal(size=(6, 2 * C))])
+    _grad_check_terms(lambda f: adc.g_terms(DOutput(adv=z, features=z[:, None], cls_logits=f), yf),
+                      lambda f: 0.5 * (ce(f, 2 * ynf) - ce(f, 2 * ynf + 1)), [rng.normal(size=(6, 2 * C))])
+    tac = Objective(LossConfig(cond="ac", aux="tac", cond_weight=1.0, tac_g_weight=0.5), C)
+    _grad_check_terms(
+        lambda c, t: tac.g_terms(DOutput(adv=z, features=z[:, None], cls_logits=c, tac_logits=t), yf),
+        lambda c, t: ce(c, ynf) - 0.5 * ce(t, ynf), [rng.normal(size=(6, C)), rng.normal(size=(6, C))])
+    mh_obj = Objective(LossConfig(adv="mh", cond="mh", cond_weight=0.05, fm_weight=1.0), C)
+    real_h = torch.tensor(rng.normal(size=(4, 3)))
+    logits = rng.normal(size=(6, C + 1))
+    for o, t in zip(logits, ynf):
+        o[t] += 0.017  # away from ties
+    _grad_check_terms(
+        lambda o, h: mh_obj.g_terms(DOutput(adv=z, features=h, cls_logits=o), yf, real_features=real_h),
+        lambda o, h: 0.05 * mh(o, ynf) + np.mean(np.abs(h.mean(0) - real_h.numpy().mean(0))),
+        [logits, rng.normal(size=(6, 3))])
