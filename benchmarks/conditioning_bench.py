@@ -15,7 +15,7 @@ evaluation classifier: did each sample show its class?), the classifier-backbone
 and the mean L2 norm of D's pooled pre-head features on real images (logged every ``log_every`` steps),
 averaged over training and at the first / last log window (the paper's Fig. 2: AC's norms grow).
 
-    PYTHONPATH=src python benchmarks/conditioning_bench.py --steps 1500 --out /tmp/cond_bench
+    PYTHONPATH=src python benchmarks/conditioning_bench.py --steps 2000 --seed 0 --out /tmp/cond_bench
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def run_method(name: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS), help="comma list of " + ", ".join(METHODS))
-    parser.add_argument("--steps", type=int, default=1500, help="G steps per method")
+    parser.add_argument("--steps", type=int, default=2000, help="G steps per method")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num", type=int, default=2000, help="samples per evaluation")
     parser.add_argument("--device", default="cpu")
