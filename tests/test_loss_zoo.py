@@ -11,20 +11,7 @@ import torch
 from condgan.losses import (ADVERSARIAL, consistency, contrastive_2c, dragan_perturb, gradient_penalty,
                             interpolate, lecam, ls_d, ls_g, multi_hinge, ns_d, ns_g, r1_penalty, topk,
                             topk_count, wasserstein_d, wasserstein_g)
-
-
-def t64(x, grad=False):
-    return torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=grad)
-
-
-def central_diff(fn, x, h=1e-6):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (fn(xp) - fn(xm)) / (2 * h)
-    return g
+from test_losses import central_diff, t64
 
 
 def check_value_and_grads(torch_fn, ref_fn, arrays, atol=1e-6):

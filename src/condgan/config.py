@@ -261,9 +261,9 @@ def _validate_loss(cfg: Config) -> None:
         raise ConfigError(f"config key 'loss.aux' ({loss.aux}) needs loss.cond ac, 2c or d2d_ce; got {loss.cond!r}")
     if loss.ac_fake_in_d and loss.cond != "ac":
         raise ConfigError(f"config key 'loss.ac_fake_in_d' needs loss.cond ac; got {loss.cond!r}")
-    for key, value in to_flat(cfg).items():
-        if key.startswith("reg.") and isinstance(value, float) and value < 0:
-            raise ConfigError(f"config key '{key}' must be >= 0; got {value}")
+    for name, value in vars(reg).items():
+        if isinstance(value, float) and value < 0:
+            raise ConfigError(f"config key 'reg.{name}' must be >= 0; got {value}")
     if not 0.0 <= reg.lecam_decay < 1.0:
         raise ConfigError(f"config key 'reg.lecam_decay' must be in [0, 1); got {reg.lecam_decay}")
     if not (0.0 < reg.topk_gamma <= 1.0 and 0.0 < reg.topk_nu <= 1.0):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import ConditionalBatchNorm2d, conv2d, init_weights, linear
+from .layers import ConditionalBatchNorm2d, class_onehot, conv2d, init_weights, linear
 
 G_CHANNELS = (512, 256, 128, 64)
 
@@ -35,8 +35,7 @@ class DeepCNNGenerator(nn.Module):
         init_weights(self, init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        y = y if self.conditional else torch.zeros_like(y)
-        onehot = F.one_hot(y, self.num_classes).to(z.dtype)
+        onehot = class_onehot(y, self.num_classes, self.conditional, z.dtype)
         x = self.linear0(z).view(z.shape[0], G_CHANNELS[0], 4, 4)
         for up, norm in zip(self.ups, self.norms):
             x = F.relu(norm(up(x), onehot))

@@ -132,6 +132,12 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.bn(x) * (1 + gain) + bias
 
 
+def class_onehot(y: torch.Tensor, num_classes: int, conditional: bool, dtype: torch.dtype) -> torch.Tensor:
+    """One-hot labels [B, num_classes] feeding a per-class conditional BN; all class 0 when unconditional,
+    which leaves a single learned BN affine (build the BN with num_classes = 1 then)."""
+    return F.one_hot(y if conditional else torch.zeros_like(y), num_classes).to(dtype)
+
+
 class SelfAttention(nn.Module):
     """SAGAN/BigGAN self-attention with 2x2 max-pooled keys and values.
 

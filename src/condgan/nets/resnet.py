@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from .biggan import DiscBlock, DiscOptBlock, GenBlock
 from .heads import DiscriminatorHeads, DOutput
-from .layers import conv2d, init_weights, linear
+from .layers import class_onehot, conv2d, init_weights, linear
 
 D_DOWNSAMPLE = (True, False, False)  # the three blocks after the optimised block (SNGAN CIFAR layout)
 
@@ -34,8 +34,7 @@ class ResNetGenerator(nn.Module):
         init_weights(self, init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        y = y if self.conditional else torch.zeros_like(y)
-        onehot = F.one_hot(y, self.num_classes).to(z.dtype)  # per-class BN gain/bias = a column of a linear map
+        onehot = class_onehot(y, self.num_classes, self.conditional, z.dtype)  # per-class BN gain and bias
         x = self.linear0(z).view(z.shape[0], self.width, 4, 4)
         for block in self.blocks:
             x = block(x, onehot)
