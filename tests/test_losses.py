@@ -341,7 +341,11 @@ def test_hinge_values_and_grads(shape):
 
 
 def test_adversarial_registry():
-    assert ADVERSARIAL["hinge"] == (hinge_d, hinge_g)
+    real, fake = t64(np.array([-1.5, 0.2, 2.0])), t64(np.array([0.7, -3.0]))
+    assert ADVERSARIAL["hinge"].d(real, fake).item() == hinge_d(real, fake).item()
+    assert ADVERSARIAL["hinge"].g(fake).item() == hinge_g(fake).item()
+    for name, loss in ADVERSARIAL.items():  # the split parts add up to the whole D loss
+        assert loss.d(real, fake).item() == (loss.d_real(real) + loss.d_fake(fake)).item(), name
 
 
 def test_ac_ce_values_and_grads():

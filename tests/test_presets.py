@@ -1,8 +1,10 @@
 """The cifar10-reacgan preset: the BigGAN-32 pair of the reference configuration, trained for 2 steps."""
 import json
 
+import numpy as np
 import torch
 from fakes import make_cifar_archive
+from PIL import Image
 
 from condgan.config import build_config
 from condgan.nets import BigGANDiscriminator, BigGANGenerator, count_parameters
@@ -43,24 +45,33 @@ from condgan.presets import list_presets  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def cifar_archive(tmp_path_factory):
-    return make_cifar_archive(tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz", n=4)
+def data_roots(tmp_path_factory):
+    """data.name -> a fabricated data.root: CIFAR10/100 archives of 20 training images, a 3-class folder."""
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "folder"
+    for c in range(3):
+        (folder / f"class{c}").mkdir(parents=True)
+        for i in range(3):
+            pixels = np.random.default_rng(10 * c + i).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"class{c}" / f"{i}.png")
+    return {"cifar10": make_cifar_archive(root / "cifar-10-python.tar.gz", n=4),
+            "cifar100": make_cifar_archive(root / "cifar-100-python.tar.gz", hundred=True, n=4), "folder": folder}
 
 
 @pytest.mark.parametrize("name", sorted(list_presets()))
-def test_every_preset_builds_and_trains_two_steps(name, tmp_path, cifar_archive):
-    """The preset's architecture, losses and regularisers as shipped; the batch shrinks, and on CIFAR10 (full
-    width nets on a CPU) one D step per G step and no sample grid or checkpoint keep the test short (the
-    cifar10-reacgan test above runs the full trainer with 5 D steps)."""
+def test_every_preset_builds_and_trains_two_steps(name, tmp_path, data_roots):
+    """The preset's architecture, losses, regularisers and strategy as shipped; the batch shrinks, and on the
+    paper data sets (full-width nets on a CPU, fabricated data) one D iteration per G step and no sample grid
+    or checkpoint keep the test short (the cifar10-reacgan test above runs the full trainer with 5 D steps)."""
     tree = load_preset(name)
     small = ["train.steps=2", "train.ckpt_every=2", "train.log_every=1", "train.sample_every=2", "eval.every=0"]
-    cifar = tree["data"]["name"] == "cifar10"
-    small += ([f"data.root={cifar_archive}", "data.download=false", "train.batch_size=4", "train.n_dis=1"] if cifar
-              else ["train.batch_size=8"])
+    paper_data = tree["data"]["name"] in data_roots
+    small += ([f"data.root={data_roots[tree['data']['name']]}", "data.download=false", "train.batch_size=4",
+               "train.n_dis=1"] if paper_data else ["train.batch_size=8"])
     cfg = build_config(tree, small)
     assert cfg.reproduces, f"preset {name} does not say which paper row it reproduces"
     t = Trainer(cfg, tmp_path / "run", progress=False)
-    if cifar:
+    if paper_data:
         records = [{k: v.item() for k, v in t.run.strategy.step(torch.device("cpu"), i).items()} for i in range(2)]
     else:
         t.train()
@@ -71,6 +82,8 @@ def test_every_preset_builds_and_trains_two_steps(name, tmp_path, cifar_archive)
     expected = {f"d_{k}" for k in ("gp", "dra", "r1", "cr", "lecam") if getattr(cfg.reg, k)}
     expected |= {"d_cond"} if cfg.loss.cond not in ("none", "pd", "mh") else set()
     expected |= {"d_tac", "g_tac"} if cfg.loss.aux == "tac" else set()
+    expected |= {"d_kl"} if cfg.loss.fake_kl_weight else set()
+    expected |= {"d_delta_abs"} if cfg.train.strategy == "free_adversarial" else set()
     assert expected <= set(records[-1]), (expected, set(records[-1]))
 
 
@@ -81,7 +94,8 @@ def test_presets_command_lists_paper_rows():
         assert name in out and f"reproduces: {row}" in out
     for name in ("cifar10-acgan-mod", "cifar10-biggan", "cifar10-contragan", "cifar10-mhgan", "cifar10-reacgan-ns",
                  "cifar10-reacgan-wgp", "cifar10-tacgan", "cifar10-adcgan", "cifar10-reacgan-cr", "cifar10-sngan",
-                 "cifar10-biggan-uncond", "mnist5k-acgan", "mnist5k-pd", "mnist5k-contragan", "mnist5k-mhgan"):
+                 "cifar10-biggan-uncond", "mnist5k-acgan", "mnist5k-pd", "mnist5k-contragan", "mnist5k-mhgan",
+                 "cifar10-fastgan", "cifar100-fastgan", "imagenet143-64-fastgan", "cifar10-robgan", "mnist5k-fastgan"):
         assert name in out
 
 

@@ -31,6 +31,7 @@ class DataConfig:
     resolution: int = 32
     hflip: bool = False  # random horizontal flip
     crop_scale: float = 1.0  # random-resized-crop minimum area scale; 1.0 = off
+    crop_ratio: float = 4 / 3  # random-resized-crop largest aspect ratio (its inverse the smallest); 1 = square
     download: bool = True  # cifar: download (checksum-verified) when missing and online
 
 
@@ -38,7 +39,8 @@ class DataConfig:
 class ModelConfig:
     # dcgan: the small demo pair; deep_cnn: StudioGAN's DCGAN (fixed widths); resnet32: SNGAN / WGAN-GP ResNet
     # (g_width, d_width are its block channels); biggan32: BigGAN (blocks at 4 g_width / 2 d_width)
-    arch: str = _choice("dcgan", "deep_cnn", "resnet32", "biggan32", default="dcgan")
+    # fastgan: the FastGAN / SNGAN-ImageNet ResNet pair (32 or 64 px, D downsampling to 2x2, no attention)
+    arch: str = _choice("dcgan", "deep_cnn", "resnet32", "biggan32", "fastgan", default="dcgan")
     z_dim: int = 64
     g_width: int = 64  # base channel width of G
     d_width: int = 64  # base channel width of D
@@ -47,7 +49,7 @@ class ModelConfig:
     g_sn: bool = False  # spectral norm in G
     d_sn: bool = True  # spectral norm in D
     embed_dim: int = 512  # D2D-CE / 2C embedding dimension
-    init: str = _choice("orthogonal", "normal", "default", default="orthogonal")
+    init: str = _choice("orthogonal", "normal", "xavier", "default", default="orthogonal")
 
 
 @dataclass
@@ -58,6 +60,9 @@ class LossConfig:
     cond: str = _choice("d2d_ce", "2c", "ac", "mh", "pd", "none", default="d2d_ce")
     aux: str = _choice("none", "tac", "adc", default="none")  # twin (TAC) or discriminative (ADC) classifier
     cond_weight: float = 0.5  # lambda of the conditional term (D and G; for mh: G's multi-hinge weight)
+    g_cond_weight: float | None = None  # G's conditional weight when it differs from D's (FastGAN alpha_g)
+    fake_kl_weight: float = 0.0  # ac: D's KL(uniform || p(.|x_fake)) on fakes (FastGAN alpha_f); 0 = off
+    d_fake_weight: float = 1.0  # weight of D's adversarial loss on fakes (2 in FastGAN's RobGAN baseline)
     fm_weight: float = 0.0  # feature matching in G: mean_d |E h_fake - E h_real| (MHGAN uses 1.0)
     ac_fake_in_d: bool = False  # original ACGAN: D also classifies fakes (ACGAN-Mod: real only)
     tac_d_weight: float = 1.0  # TAC: weight of the twin classifier's loss on fakes in D
@@ -89,20 +94,35 @@ class RegConfig:
 
 
 @dataclass
+class RobustConfig:
+    """Adversarial training of D on perturbed reals (train.strategy free_adversarial or pgd)."""
+    epsilon: float = 0.006  # L-inf radius of the perturbation, in pixel units of [-1, 1] images
+    step_size: float = 0.006  # tau: size of each signed-gradient ascent step
+    replays: int = 2  # free_adversarial: m D steps on the same real and fake batch per D iteration
+    delta_init: str = _choice("normal", "zero", default="normal")  # free_adversarial: N(0, 1) clamped, or 0
+    pgd_steps: int = 3  # pgd: ascent steps from a uniform start in [-epsilon, epsilon] per D step
+
+
+@dataclass
 class OptimConfig:
     g_lr: float = 2e-4
     d_lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
     eps: float = 1e-6
-    lr_decay: str = _choice("none", "linear", default="none")  # over train.steps, to 0
+    # linear: to 0 over train.steps; exp: lr_0 * 0.5^(t / lr_half_life), t = finished G steps (FastGAN)
+    lr_decay: str = _choice("none", "linear", "exp", default="none")
+    lr_half_life: int = 80000  # kappa of the exp decay, in G steps
+    lr_decay_start: int = 0  # linear: G steps at the full rate before the decay starts
 
 
 @dataclass
 class TrainConfig:
     steps: int = 2000  # generator steps
     batch_size: int = 64
-    n_dis: int = 1  # D steps per G step, each on its own real batch
+    n_dis: int = 1  # D iterations per G step, each on its own real batch
+    # the update order of one iteration: standard; free_adversarial (FastGAN); pgd (RobGAN); see robust.*
+    strategy: str = _choice("standard", "free_adversarial", "pgd", default="standard")
     seed: int = 0
     ema_decay: float = 0.999
     ema_start: int = 0  # G steps before which G_ema is a plain copy of G
@@ -131,6 +151,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     reg: RegConfig = field(default_factory=RegConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -233,19 +254,26 @@ def validate(cfg: Config) -> None:
     """Cross-field checks that single-field types cannot express."""
     positive = ["train.steps", "train.batch_size", "train.n_dis", "train.log_every", "train.sample_every",
                 "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim", "model.g_width",
-                "model.d_width", "model.embed_dim", "eval.num_samples"]
+                "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays", "robust.pgd_steps",
+                "optim.lr_half_life"]
     flat = to_flat(cfg)
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"config key '{key}' must be positive; got {flat[key]!r}")
+    if not 0 <= cfg.optim.lr_decay_start < cfg.train.steps:
+        raise ConfigError(f"config key 'optim.lr_decay_start' must be in [0, train.steps); "
+                          f"got {cfg.optim.lr_decay_start}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1); got {cfg.train.ema_decay}")
+    if cfg.data.crop_ratio < 1.0:
+        raise ConfigError(f"config key 'data.crop_ratio' must be >= 1; got {cfg.data.crop_ratio}")
     if not 0.0 < cfg.data.crop_scale <= 1.0:
         raise ConfigError(f"config key 'data.crop_scale' must be in (0, 1]; got {cfg.data.crop_scale}")
     if cfg.loss.temperature <= 0:
         raise ConfigError(f"config key 'loss.temperature' must be positive; got {cfg.loss.temperature}")
     _validate_eval(cfg)
     _validate_loss(cfg)
+    _validate_strategy(cfg)
     if cfg.model.arch == "biggan32" and cfg.model.z_dim % 4:
         raise ConfigError(f"config key 'model.z_dim' must split into 4 chunks for biggan32; got {cfg.model.z_dim}")
 
@@ -261,6 +289,15 @@ def _validate_loss(cfg: Config) -> None:
         raise ConfigError(f"config key 'loss.aux' ({loss.aux}) needs loss.cond ac, 2c or d2d_ce; got {loss.cond!r}")
     if loss.ac_fake_in_d and loss.cond != "ac":
         raise ConfigError(f"config key 'loss.ac_fake_in_d' needs loss.cond ac; got {loss.cond!r}")
+    if loss.fake_kl_weight and (loss.cond != "ac" or loss.aux == "adc"):
+        raise ConfigError(f"config key 'loss.fake_kl_weight' needs loss.cond ac over C classes (aux none or tac); "
+                          f"got cond={loss.cond!r}, aux={loss.aux!r}")
+    if loss.d_fake_weight <= 0 or (loss.d_fake_weight != 1.0 and loss.cond == "mh"):
+        raise ConfigError(f"config key 'loss.d_fake_weight' must be positive (and 1 with loss.cond mh); "
+                          f"got {loss.d_fake_weight}")
+    for key in ("fake_kl_weight", "g_cond_weight"):
+        if (getattr(loss, key) or 0.0) < 0:
+            raise ConfigError(f"config key 'loss.{key}' must be >= 0; got {getattr(loss, key)}")
     for name, value in vars(reg).items():
         if isinstance(value, float) and value < 0:
             raise ConfigError(f"config key 'reg.{name}' must be >= 0; got {value}")
@@ -269,6 +306,23 @@ def _validate_loss(cfg: Config) -> None:
     if not (0.0 < reg.topk_gamma <= 1.0 and 0.0 < reg.topk_nu <= 1.0):
         raise ConfigError(f"config keys 'reg.topk_gamma' and 'reg.topk_nu' must be in (0, 1]; "
                           f"got {reg.topk_gamma}, {reg.topk_nu}")
+
+
+# D-side regularisers need real and fake outputs of one pass; the robust strategies do not offer that.
+D_REGULARIZERS = ("gp", "dra", "r1", "cr", "bcr_real", "bcr_fake", "zcr_d", "lecam")
+
+
+def _validate_strategy(cfg: Config) -> None:
+    r = cfg.robust
+    for key in ("epsilon", "step_size"):
+        if getattr(r, key) < 0:
+            raise ConfigError(f"config key 'robust.{key}' must be >= 0; got {getattr(r, key)}")
+    if cfg.train.strategy == "standard":
+        return
+    for name in D_REGULARIZERS:
+        if getattr(cfg.reg, name):
+            raise ConfigError(f"config key 'reg.{name}' cannot be used with train.strategy {cfg.train.strategy} "
+                              f"(D's real and fake passes are separate there)")
 
 
 def _validate_eval(cfg: Config) -> None:

@@ -13,8 +13,6 @@ import torch.nn.functional as F
 from condgan.config import DataConfig
 from condgan.data.base import DataError
 
-_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
-
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float32 [B, C, H, W] in [-1, 1] (x / 127.5 - 1)."""
@@ -32,7 +30,8 @@ def _rand(n: int, images: torch.Tensor, generator: torch.Generator | None) -> to
     return torch.rand(n, generator=generator, device=images.device, dtype=torch.float32)
 
 
-def _crop_theta(images: torch.Tensor, min_scale: float, generator: torch.Generator | None) -> torch.Tensor:
+def _crop_theta(images: torch.Tensor, min_scale: float, max_ratio: float,
+                generator: torch.Generator | None) -> torch.Tensor:
     """Per-sample affine maps [B, 2, 3] from output coords to a random box inside the image.
 
     In normalised coordinates the image spans [-1, 1], so a box covering a fraction w of the width
@@ -40,7 +39,7 @@ def _crop_theta(images: torch.Tensor, min_scale: float, generator: torch.Generat
     """
     batch = images.shape[0]
     area = min_scale + (1.0 - min_scale) * _rand(batch, images, generator)
-    log_ratio = _LOG_RATIO[0] + (_LOG_RATIO[1] - _LOG_RATIO[0]) * _rand(batch, images, generator)
+    log_ratio = math.log(max_ratio) * (2 * _rand(batch, images, generator) - 1)
     ratio = log_ratio.exp()  # box width / height
     width = (area * ratio).sqrt().clamp(max=1.0)
     height = (area / ratio).sqrt().clamp(max=1.0)
@@ -55,7 +54,7 @@ def augment(images: torch.Tensor, cfg: DataConfig, generator: torch.Generator | 
     """Randomly flip / crop float images [B, C, H, W] in [-1, 1]; returns the same shape.
 
     hflip: each sample mirrored left-right with p = 0.5. crop_scale < 1: each sample cropped to a box of
-    area fraction U[crop_scale, 1] and aspect ratio log-U[3/4, 4/3] (clipped to the image) at a random
+    area fraction U[crop_scale, 1] and aspect ratio log-U[1/crop_ratio, crop_ratio] (clipped to the image) at a random
     position, then resampled bilinearly back to H x W. With neither on, ``images`` is returned as is.
     """
     do_crop = cfg.crop_scale < 1.0
@@ -69,7 +68,7 @@ def augment(images: torch.Tensor, cfg: DataConfig, generator: torch.Generator | 
     flip = _rand(batch, images, generator) < 0.5 if cfg.hflip else None
     if not do_crop:
         return torch.where(flip[:, None, None, None], images.flip(3), images)
-    theta = _crop_theta(images, cfg.crop_scale, generator)
+    theta = _crop_theta(images, cfg.crop_scale, cfg.crop_ratio, generator)
     if flip is not None:
         # Mirroring = negating the x scale; folding it into theta keeps one resampling pass.
         theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])

@@ -1,7 +1,9 @@
 """Adversarial (real/fake) losses on the discriminator's logits o.
 
-Each loss comes as a pair ``(d_loss, g_loss)`` registered in :data:`ADVERSARIAL` under the name used by
-configs; logits may be shaped [N] or [N, 1] (every element is one sample's logit).
+Every D loss is a sum of a term on real logits and a term on fake logits; each loss is registered in
+:data:`ADVERSARIAL` as its three parts ``(d_real, d_fake, g)`` under the name used by configs, so a
+strategy may back-propagate the real and the fake side separately (free adversarial training).
+Logits may be shaped [N] or [N, 1] (every element is one sample's logit).
 
     hinge        D = E ReLU(1 - o_r) + E ReLU(1 + o_f)     G = -E o_f
     ns           D = E softplus(-o_r) + E softplus(o_f)    G = E softplus(-o_f)   (non-saturating / logistic)
@@ -10,59 +12,74 @@ configs; logits may be shaped [N] or [N, 1] (every element is one sample's logit
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+Side = Callable[[torch.Tensor], torch.Tensor]
+
+
+class AdversarialLoss(NamedTuple):
+    """One adversarial loss as its D-on-real, D-on-fake and G parts (each: logits -> scalar)."""
+    d_real: Side
+    d_fake: Side
+    g: Side
+
+    def d(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """The whole D loss: d_real(real_logits) + d_fake(fake_logits)."""
+        return self.d_real(real_logits) + self.d_fake(fake_logits)
+
+
+def _mean_neg(o: torch.Tensor) -> torch.Tensor:
+    return -o.mean()
+
+
+HINGE = AdversarialLoss(lambda o: F.relu(1.0 - o).mean(), lambda o: F.relu(1.0 + o).mean(), _mean_neg)
+# -log sigmoid(o_r), -log(1 - sigmoid(o_f)) and -log sigmoid(o_f), via softplus (stable at any logit)
+NS = AdversarialLoss(lambda o: F.softplus(-o).mean(), lambda o: F.softplus(o).mean(), lambda o: F.softplus(-o).mean())
+LS = AdversarialLoss(lambda o: 0.5 * (o - 1.0).square().mean(), lambda o: 0.5 * o.square().mean(),
+                     lambda o: 0.5 * (o - 1.0).square().mean())
+WASSERSTEIN = AdversarialLoss(_mean_neg, lambda o: o.mean(), _mean_neg)
+
+ADVERSARIAL: dict[str, AdversarialLoss] = {"hinge": HINGE, "ns": NS, "ls": LS, "wasserstein": WASSERSTEIN}
+
 
 def hinge_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss. real_logits: [N] or [N, 1]; fake_logits: [M] or [M, 1]. Returns a scalar."""
-    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+    return HINGE.d(real_logits, fake_logits)
 
 
 def hinge_g(fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator hinge loss -E[o_f]. fake_logits: [N] or [N, 1]. Returns a scalar."""
-    return -fake_logits.mean()
+    return HINGE.g(fake_logits)
 
 
 def ns_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Logistic D loss -E log sigmoid(o_r) - E log(1 - sigmoid(o_f)), via softplus (stable). Scalar."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    return NS.d(real_logits, fake_logits)
 
 
 def ns_g(fake_logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating G loss -E log sigmoid(o_f). Scalar."""
-    return F.softplus(-fake_logits).mean()
+    return NS.g(fake_logits)
 
 
 def ls_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Least-squares D loss 1/2 E (o_r - 1)^2 + 1/2 E o_f^2. Scalar."""
-    return 0.5 * (real_logits - 1.0).square().mean() + 0.5 * fake_logits.square().mean()
+    return LS.d(real_logits, fake_logits)
 
 
 def ls_g(fake_logits: torch.Tensor) -> torch.Tensor:
     """Least-squares G loss 1/2 E (o_f - 1)^2. Scalar."""
-    return 0.5 * (fake_logits - 1.0).square().mean()
+    return LS.g(fake_logits)
 
 
 def wasserstein_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Critic loss E o_f - E o_r (the negated Wasserstein-1 estimate). Scalar."""
-    return fake_logits.mean() - real_logits.mean()
+    return WASSERSTEIN.d(real_logits, fake_logits)
 
 
 def wasserstein_g(fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator loss -E o_f. Scalar."""
-    return -fake_logits.mean()
-
-
-DLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-GLoss = Callable[[torch.Tensor], torch.Tensor]
-
-# name -> (discriminator loss, generator loss)
-ADVERSARIAL: dict[str, tuple[DLoss, GLoss]] = {
-    "hinge": (hinge_d, hinge_g),
-    "ns": (ns_d, ns_g),
-    "ls": (ls_d, ls_g),
-    "wasserstein": (wasserstein_d, wasserstein_g),
-}
+    return WASSERSTEIN.g(fake_logits)

@@ -11,7 +11,7 @@ from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .deep_cnn import DeepCNNGenerator
 from .heads import DiscriminatorHeads, DOutput
 from .layers import count_parameters
-from .resnet import ResNetDiscriminator, ResNetGenerator
+from .resnet import FASTGAN_LAYOUTS, ResNetDiscriminator, ResNetGenerator, fastgan_pair
 
 
 def _dcgan(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
@@ -50,20 +50,30 @@ def _biggan32(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, 
     return g, d
 
 
+def _fastgan(cfg: Config, num_classes: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    m, cond = cfg.model, cfg.loss.cond
+    return fastgan_pair(cfg.data.resolution, m.z_dim, num_classes, m.g_width, m.d_width, channels, cond,
+                        m.embed_dim, aux=cfg.loss.aux, g_sn=m.g_sn, d_sn=m.d_sn, init=m.init,
+                        conditional=cond != "none")
+
+
 # Every G is unconditional when loss.cond is "none" (the "w/o condition" rows).
 ARCHITECTURES: dict[str, Callable[[Config, int, int], tuple[nn.Module, nn.Module]]] = {
     "dcgan": _dcgan,
     "deep_cnn": _deep_cnn,
     "resnet32": _resnet32,
     "biggan32": _biggan32,
+    "fastgan": _fastgan,
 }
+RESOLUTIONS = {"fastgan": tuple(FASTGAN_LAYOUTS)}  # the others: 32 only
 
 
 def build_nets(cfg: Config, num_classes: int, img_channels: int) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for ``cfg.model.arch``; both 32x32 models take images of ``img_channels`` channels."""
-    if cfg.data.resolution != 32:
-        raise ConfigError(f"config key 'data.resolution' must be 32 for model.arch={cfg.model.arch}; "
-                          f"got {cfg.data.resolution}")
+    """(G, D) for ``cfg.model.arch`` at ``cfg.data.resolution``, for images of ``img_channels`` channels."""
+    allowed = RESOLUTIONS.get(cfg.model.arch, (32,))
+    if cfg.data.resolution not in allowed:
+        raise ConfigError(f"config key 'data.resolution' must be {' or '.join(map(str, allowed))} for "
+                          f"model.arch={cfg.model.arch}; got {cfg.data.resolution}")
     return ARCHITECTURES[cfg.model.arch](cfg, num_classes, img_channels)
 
 

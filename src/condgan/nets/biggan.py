@@ -98,13 +98,16 @@ class DiscOptBlock(nn.Module):
 
 
 class DiscBlock(nn.Module):
-    """Pre-activation residual block: x [B, in, H, W] -> [B, out, H', W'] (H' = H/2 if downsample)."""
+    """Pre-activation residual block: x [B, in, H, W] -> [B, out, H', W'] (H' = H/2 if downsample).
 
-    def __init__(self, in_ch: int, out_ch: int, downsample: bool, sn: bool) -> None:
+    ``hidden``: width between the two 3x3 convs (default ``out_ch``)."""
+
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, sn: bool, hidden: int | None = None) -> None:
         super().__init__()
         self.downsample = downsample
-        self.conv0 = conv2d(in_ch, out_ch, 3, padding=1, sn=sn)
-        self.conv1 = conv2d(out_ch, out_ch, 3, padding=1, sn=sn)
+        hidden = hidden or out_ch
+        self.conv0 = conv2d(in_ch, hidden, 3, padding=1, sn=sn)
+        self.conv1 = conv2d(hidden, out_ch, 3, padding=1, sn=sn)
         self.conv_sc = conv2d(in_ch, out_ch, 1, sn=sn) if (in_ch != out_ch or downsample) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 SN_EPS = 1e-6  # BigGAN / StudioGAN value; also the floor of the vector norms in the power iteration
 
-INIT_METHODS = ("orthogonal", "normal", "default")
+INIT_METHODS = ("orthogonal", "normal", "xavier", "default")
 
 
 class _SpectralNorm:
@@ -168,7 +168,8 @@ class SelfAttention(nn.Module):
 def init_weights(module: nn.Module, method: str) -> None:
     """Re-initialise every Conv2d/ConvTranspose2d/Linear/Embedding weight in ``module`` (biases to 0).
 
-    method: "orthogonal" (BigGAN), "normal" (N(0, 0.02), DCGAN) or "default" (keep torch's init).
+    method: "orthogonal" (BigGAN), "normal" (N(0, 0.02), DCGAN), "xavier" (Xavier-uniform, gain 1: SNGAN's
+    and FastGAN's code) or "default" (keep torch's init).
     Normalisation layers are left alone.
     """
     if method not in INIT_METHODS:
@@ -180,6 +181,8 @@ def init_weights(module: nn.Module, method: str) -> None:
             continue
         if method == "orthogonal":
             nn.init.orthogonal_(m.weight)
+        elif method == "xavier":
+            nn.init.xavier_uniform_(m.weight)
         else:
             nn.init.normal_(m.weight, 0.0, 0.02)
         if getattr(m, "bias", None) is not None:

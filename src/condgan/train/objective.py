@@ -6,6 +6,9 @@ d2d_ce (d2d_ce) of the embeddings and the proxies of the given labels:
     none, pd   no separate term (PD lives in D's adversarial logit)
     ac/2c/d2d_ce  D: + lambda L(real, y_r) [+ lambda L(fake, y_f) with loss.ac_fake_in_d]   G: + lambda L(fake, y_f)
     mh         replaces the adversarial loss. D: MH(real, y_r) + MH(fake, C)   G: lambda MH(fake, y_f) + fm FM
+FastGAN (with ac): + alpha_f KL(U || p(.|x_f)) in D (``loss.fake_kl_weight``), G's weight ``loss.g_cond_weight``.
+Every D term is a sum of a real side and a fake side (``d_real_terms`` / ``d_fake_terms``), which lets a
+strategy back-propagate them separately.
 Auxiliary variants (StudioGAN's reference forms) of ac / 2c / d2d_ce, L~ = L on the twin heads:
     tac        D: + a_d L~(fake, y_f)                      G: - a_g L~(fake, y_f)
     adc        2C classes, reals are 2y_r; D: + lambda L(fake, 2y_f + 1)
@@ -17,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..config import LossConfig
-from ..losses import ADVERSARIAL, ac_ce, contrastive_2c, d2d_ce, multi_hinge
+from ..losses import ADVERSARIAL, ac_ce, contrastive_2c, d2d_ce, kl_to_uniform, multi_hinge
 from ..nets.heads import DOutput
 
 Terms = dict[str, tuple[torch.Tensor, float]]  # name -> (unweighted value, weight)
@@ -30,7 +33,7 @@ class Objective:
         self.cfg = cfg
         self.num_classes = num_classes
         if cfg.adv != "mh":
-            self.adv_d, self.adv_g = ADVERSARIAL[cfg.adv]
+            self.adv = ADVERSARIAL[cfg.adv]
 
     def class_loss(self, out: DOutput, labels: torch.Tensor, twin: bool = False) -> torch.Tensor:
         """L(out, labels) of the classifier-like methods (ac, 2c, d2d_ce), on the twin heads if ``twin``."""
@@ -48,24 +51,38 @@ class Objective:
         """Class indices of the main classifier: y, or 2y (real) / 2y + 1 (fake) under ADC."""
         return 2 * y + int(fake) if self.cfg.aux == "adc" else y
 
-    def d_terms(self, real: DOutput, fake: DOutput, y_real: torch.Tensor, y_fake: torch.Tensor) -> Terms:
-        """D's terms: adversarial, then conditional ones."""
+    def d_real_terms(self, real: DOutput, y_real: torch.Tensor) -> Terms:
+        """D's terms on reals: the adversarial real side, then the conditional loss."""
         c = self.cfg
         if c.cond == "mh":
-            fake_class = torch.full_like(y_fake, self.num_classes)
-            return {"d_adv": (multi_hinge(real.cls_logits, y_real) + multi_hinge(fake.cls_logits, fake_class), 1.0)}
-        terms: Terms = {"d_adv": (self.adv_d(real.adv, fake.adv), 1.0)}
-        if c.cond in ("none", "pd"):
-            return terms
-        cond = self.class_loss(real, self._labels(y_real))
+            return {"d_adv": (multi_hinge(real.cls_logits, y_real), 1.0)}
+        terms: Terms = {"d_adv": (self.adv.d_real(real.adv), 1.0)}
+        if c.cond in ("ac", "2c", "d2d_ce"):
+            terms["d_cond"] = (self.class_loss(real, self._labels(y_real)), c.cond_weight)
+        return terms
+
+    def d_fake_terms(self, fake: DOutput, y_fake: torch.Tensor) -> Terms:
+        """D's terms on fakes made for ``y_fake``: the adversarial fake side, then class terms on fakes."""
+        c = self.cfg
+        if c.cond == "mh":
+            return {"d_adv": (multi_hinge(fake.cls_logits, torch.full_like(y_fake, self.num_classes)), 1.0)}
+        terms: Terms = {"d_adv": (c.d_fake_weight * self.adv.d_fake(fake.adv), 1.0)}
+        cond = []
         if c.ac_fake_in_d:
-            cond = cond + self.class_loss(fake, y_fake)
+            cond.append(self.class_loss(fake, y_fake))
         if c.aux == "adc":
-            cond = cond + self.class_loss(fake, self._labels(y_fake, fake=True))
-        terms["d_cond"] = (cond, c.cond_weight)
+            cond.append(self.class_loss(fake, self._labels(y_fake, fake=True)))
+        if cond:
+            terms["d_cond"] = (sum(cond), c.cond_weight)
         if c.aux == "tac":
             terms["d_tac"] = (self.class_loss(fake, y_fake, twin=True), c.tac_d_weight)
+        if c.fake_kl_weight:
+            terms["d_kl"] = (kl_to_uniform(fake.cls_logits), c.fake_kl_weight)
         return terms
+
+    def d_terms(self, real: DOutput, fake: DOutput, y_real: torch.Tensor, y_fake: torch.Tensor) -> Terms:
+        """D's terms: real side plus fake side (a term on both sides is summed)."""
+        return add_terms(self.d_real_terms(real, y_real), self.d_fake_terms(fake, y_fake))
 
     def g_terms(self, fake: DOutput, y_fake: torch.Tensor, adv_logits: torch.Tensor | None = None,
                 real_features: torch.Tensor | None = None) -> Terms:
@@ -76,7 +93,7 @@ class Objective:
         if c.cond == "mh":
             terms["g_adv"] = (multi_hinge(fake.cls_logits, y_fake), c.cond_weight)
         else:
-            terms["g_adv"] = (self.adv_g(fake.adv if adv_logits is None else adv_logits), 1.0)
+            terms["g_adv"] = (self.adv.g(fake.adv if adv_logits is None else adv_logits), 1.0)
         if c.fm_weight:
             fm = (fake.features.mean(0) - real_features.mean(0)).abs().mean()
             terms["g_fm"] = (fm, c.fm_weight)
@@ -85,10 +102,21 @@ class Objective:
         cond = self.class_loss(fake, self._labels(y_fake))
         if c.aux == "adc":
             cond = cond - self.class_loss(fake, self._labels(y_fake, fake=True))
-        terms["g_cond"] = (cond, c.cond_weight)
+        terms["g_cond"] = (cond, c.cond_weight if c.g_cond_weight is None else c.g_cond_weight)
         if c.aux == "tac":
             terms["g_tac"] = (-self.class_loss(fake, y_fake, twin=True), c.tac_g_weight)
         return terms
+
+
+def add_terms(a: Terms, b: Terms) -> Terms:
+    """Terms of ``a`` and ``b``; a name in both gets the sum of the values (its weights must agree)."""
+    out = dict(a)
+    for name, (value, weight) in b.items():
+        if name in out:
+            assert out[name][1] == weight, f"term {name} has weights {out[name][1]} and {weight}"
+            value = out[name][0] + value
+        out[name] = (value, weight)
+    return out
 
 
 def total(side: str, *term_sets: Terms) -> dict[str, torch.Tensor]:

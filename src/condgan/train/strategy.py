@@ -46,12 +46,21 @@ class StandardStrategy:
         images, labels = self.sampler.next()
         return augment(to_float(images), self.cfg.data), labels
 
-    def d_step(self, step: int) -> dict[str, torch.Tensor]:
-        G, D = self.m.G, self.m.D
-        x_real, y_real = self.real_batch()
-        z, y_fake = self.latents(x_real.shape[0], x_real.device)
+    def fakes(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A batch of fakes for D, without G's graph: (x_fake [n, C, H, W], y_fake [n], z [n, z_dim])."""
+        z, y_fake = self.latents(n, device)
         with torch.no_grad():
-            x_fake = G(z, y_fake)
+            x_fake = self.m.G(z, y_fake)
+        return x_fake, y_fake, z
+
+    def d_update(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
+                 y_fake: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One D optimiser step on these reals and fakes (one forward, one backward); returns the losses.
+
+        If ``x_real`` requires grad, its ``.grad`` holds d(D loss)/dx_real afterwards: D has no batch
+        statistics, so the fake half of the concatenated pass does not depend on it.
+        """
+        G, D = self.m.G, self.m.D
         n = x_real.shape[0]
         out = D(torch.cat([x_real, x_fake]), torch.cat([y_real, y_fake]))
         real, fake = out.rows(slice(0, n)), out.rows(slice(n, None))
@@ -63,6 +72,12 @@ class StandardStrategy:
         self.m.opt_d.step()
         losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
         return losses
+
+    def d_step(self, step: int) -> dict[str, torch.Tensor]:
+        """One D iteration: a fresh real batch and fresh fakes, one update."""
+        x_real, y_real = self.real_batch()
+        x_fake, y_fake, z = self.fakes(x_real.shape[0], x_real.device)
+        return self.d_update(step, x_real, y_real, x_fake, y_fake, z)
 
     def g_step(self, device: torch.device, step: int) -> dict[str, torch.Tensor]:
         G, D = self.m.G, self.m.D
@@ -99,4 +114,3 @@ class StandardStrategy:
         self.regularizers.load_state_dict(state.get("regularizers", {}))
 
 
-STRATEGIES = {"standard": StandardStrategy}

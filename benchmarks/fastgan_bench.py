@@ -1,0 +1,97 @@
+"""FastGAN's speed claim at small scale: training methods side by side for the same wall-clock budget.
+
+All methods train the demo DCGAN pair (widths 16) on the built-in MNIST digits with the same seed, batch
+and EMA; what differs is the training method (presets ``mnist5k-*``):
+
+    d2d_ce          standard strategy, ReACGAN's D2D-CE with SN in D, n_dis as in the preset (the demo)
+    pd              standard strategy, projection D with SN, n_dis as in the preset
+    fastgan         free adversarial D (2 replays on one real + one fake batch, eps = tau = 0.006), hinge + AC
+                    + KL-to-uniform on fakes, no SN, Xavier init, lr 0.5^(t / 800)
+    fastgan_noadv   the same with adversarial training off (eps = tau = 0: the 2 replays see clean reals)
+
+Every run trains for ``--budget`` seconds of training time (evaluations are not counted), and is scored
+at ``--points`` evenly spaced times: conditional accuracy of class-balanced EMA-G samples (the dataset's
+evaluation classifier) and classifier-backbone FID against the test split. The table also gives G steps
+done and the time per G iteration (training time / G steps).
+
+    PYTHONPATH=src python benchmarks/fastgan_bench.py --budget 300 --points 5 --seed 0 --out /tmp/fastgan_bench
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from condgan.config import build_config
+from condgan.metrics.evaluate import Evaluator, request_from_config
+from condgan.presets import load_preset
+from condgan.train.trainer import Trainer
+
+# method -> (preset, overrides)
+METHODS: dict[str, tuple[str, list[str]]] = {
+    "d2d_ce": ("mnist5k-reacgan", []),
+    "pd": ("mnist5k-pd", []),
+    "fastgan": ("mnist5k-fastgan", []),
+    "fastgan_noadv": ("mnist5k-fastgan", ["robust.epsilon=0.0", "robust.step_size=0.0"]),
+}
+CHUNK = 25  # G steps between clock checks
+
+
+def run_method(name: str, args: argparse.Namespace) -> dict:
+    preset, extra = METHODS[name]
+    never = 10 ** 9  # no periodic samples or checkpoints: the budget, not a step count, ends the run
+    overrides = [f"train.steps={never}", f"train.seed={args.seed}", f"train.ckpt_every={never}",
+                 f"train.sample_every={never}", "train.log_every=50", "eval.metrics=fid,acc",
+                 f"eval.num_samples={args.num}", *extra]
+    cfg = build_config(load_preset(preset), overrides)
+    run_dir = Path(args.out) / name
+    shutil.rmtree(run_dir, ignore_errors=True)  # timings must come from one uninterrupted run
+    trainer = Trainer(cfg, run_dir, device=args.device, progress=False)
+    evaluator = Evaluator(cfg.data, request_from_config(cfg), args.device, train=trainer.run.dataset,
+                          progress=False)
+    points = [args.budget * (i + 1) / args.points for i in range(args.points)]
+    scores, train_s = [], 0.0
+    while points:
+        start = time.perf_counter()
+        trainer.train(until=trainer.step + CHUNK)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        train_s += time.perf_counter() - start
+        if train_s >= points[0]:
+            points.pop(0)
+            metrics = evaluator(trainer.run.ema.shadow, cfg.model.z_dim)["metrics"]
+            scores.append({"train_s": round(train_s, 1), "steps": trainer.step, "acc": metrics["acc_top1"],
+                           "fid": metrics["fid"]})
+    return {"method": name, "scores": scores, "ms_per_it": 1000 * train_s / trainer.step}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma list of " + ", ".join(METHODS))
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds per method")
+    parser.add_argument("--points", type=int, default=5, help="evaluations, evenly spaced in time")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num", type=int, default=2000, help="samples per evaluation")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="runs/fastgan_bench", help="run dirs (replaced)")
+    args = parser.parse_args()
+    rows = []
+    for name in args.methods.split(","):
+        rows.append(run_method(name, args))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\nbudget {args.budget:g} s of training per method, seed {args.seed}, {args.num} samples per score, "
+          f"device {args.device}, {torch.get_num_threads()} threads")
+    times = [args.budget * (i + 1) / args.points for i in range(args.points)]  # each score is the first after
+    print(f"{'method':14} {'ms/it':>7} " + " ".join(f"{'@' + format(t, '.0f') + 's acc/FID':>16}" for t in times)
+          + f" {'G steps':>8}")
+    for r in rows:
+        cells = " ".join(f"{s['acc']:7.3f}/{s['fid']:<8.2f}" for s in r["scores"])
+        print(f"{r['method']:14} {r['ms_per_it']:7.1f} {cells} {r['scores'][-1]['steps']:8d}")
+
+
+if __name__ == "__main__":
+    main()

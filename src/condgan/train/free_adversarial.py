@@ -1,0 +1,61 @@
+"""FastGAN's step strategy: free adversarial training of D on real images, one fake batch per D iteration.
+
+Per D iteration: one real batch x_r (augmented as usual) and one fake batch x_f = G(z, y_f), then
+``robust.replays`` (m) times, on the same x_r and x_f:
+
+    x_adv = clamp(x_r + delta, -1, 1)                     a leaf that requires grad
+    one D pass and ONE backward of the D loss             gives D's grads and g = dL/dx_adv together
+    delta <- clamp(delta + tau * sign(g), -eps, eps)      ascent on D's loss: the next replay is harder
+    D optimiser step                                      so m D steps per D iteration
+
+delta [B, C, H, W] belongs to the batch slots: it is created once (``robust.delta_init``), never reset,
+carried across replays, iterations and batches, and saved in every checkpoint. The sampler's batches all
+have the same size (the incomplete tail of an epoch is dropped), so every batch fits it.
+The reference code back-propagates the real and the fake loss separately; D has no batch statistics, so
+one pass over [x_adv; x_f] gives the same D gradients and the same dL/dx_adv at half the launches
+(tests/test_free_adversarial.py checks this against the two-pass form).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..config import Config
+from ..data import BatchSampler
+from .checkpoint import CheckpointError
+from .perturbation import ascend, initial_delta, perturb
+from .strategy import Models, StandardStrategy
+
+
+class FreeAdversarialStrategy(StandardStrategy):
+    """n_dis D iterations of ``robust.replays`` free adversarial D steps each, then one G step."""
+
+    def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int) -> None:
+        super().__init__(cfg, models, sampler, num_classes)
+        self.robust = cfg.robust
+        images = sampler.dataset.images
+        self.delta = initial_delta((sampler.batch_size, *images.shape[1:]), self.robust.epsilon,
+                                   self.robust.delta_init, images.device)
+
+    def d_step(self, step: int) -> dict[str, torch.Tensor]:
+        r = self.robust
+        x_real, y_real = self.real_batch()
+        x_fake, y_fake, z = self.fakes(x_real.shape[0], x_real.device)  # one G forward, reused by every replay
+        for _ in range(r.replays):
+            x_adv = perturb(x_real, self.delta).requires_grad_(True)
+            losses = self.d_update(step, x_adv, y_real, x_fake, y_fake, z)
+            self.delta = ascend(self.delta, x_adv.grad, r.step_size, r.epsilon)
+        losses["d_delta_abs"] = self.delta.abs().mean()  # how much of the eps ball the perturbation uses
+        return losses
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "delta": self.delta.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        delta = state.get("delta")
+        if delta is None:
+            raise CheckpointError("checkpoint has no free-adversarial perturbation 'strategy.delta' to resume from")
+        if tuple(delta.shape) != tuple(self.delta.shape):
+            raise CheckpointError(f"checkpoint perturbation 'strategy.delta' has shape {tuple(delta.shape)}, "
+                             f"this run needs {tuple(self.delta.shape)}")
+        self.delta = delta.to(self.delta.device, self.delta.dtype).clone()
