@@ -15,6 +15,13 @@ evaluation classifier) and classifier-backbone FID against the test split. The t
 done and the time per G iteration (training time / G steps).
 
     PYTHONPATH=src python benchmarks/fastgan_bench.py --budget 300 --points 5 --seed 0 --out /tmp/fastgan_bench
+
+``--speed PRESETS`` instead times one training iteration (all of its D steps and the G step, EMA and lr
+schedule; no logging) of full-size presets on random images of their resolution, beside the seconds per
+1,000 iterations of the FastGAN paper's Table 6 (one GTX 1080 Ti) and the paper's iteration counts:
+
+    PYTHONPATH=src python benchmarks/fastgan_bench.py --speed cifar10-fastgan,cifar10-robgan,cifar10-sngan \
+        --device cuda
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from condgan.config import build_config
@@ -39,6 +47,9 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fastgan_noadv": ("mnist5k-fastgan", ["robust.epsilon=0.0", "robust.step_size=0.0"]),
 }
 CHUNK = 25  # G steps between clock checks
+# preset -> (the FastGAN paper's s / 1k iterations on one 1080 Ti, its iterations) from its Tables 6 and 2
+PAPER_SPEED = {"cifar10-fastgan": (95.5, 240_000), "cifar100-fastgan": (96.4, 240_000),
+               "cifar10-sngan": (245.1, 100_000), "cifar10-robgan": (385.1, 65_000)}
 
 
 def run_method(name: str, args: argparse.Namespace) -> dict:
@@ -69,6 +80,54 @@ def run_method(name: str, args: argparse.Namespace) -> dict:
     return {"method": name, "scores": scores, "ms_per_it": 1000 * train_s / trainer.step}
 
 
+def random_npz(path: Path, resolution: int, classes: int, n: int = 2048) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, images=rng.integers(0, 256, (n, resolution, resolution, 3), dtype=np.uint8),
+             labels=np.arange(n) % classes)
+    return path
+
+
+def iteration_speed(preset: str, args: argparse.Namespace) -> dict:
+    """Seconds per iteration of ``preset`` (its nets, batch, strategy and n_dis) on random images."""
+    tree = load_preset(preset)
+    resolution = tree["data"].get("resolution", 32)
+    classes = {"cifar100": 100, "folder": 143}.get(tree["data"]["name"], 10)
+    data = random_npz(Path(args.out) / f"random_{resolution}_{classes}.npz", resolution, classes)
+    cfg = build_config(tree, ["data.name=npz", f"data.root={data}", f"train.seed={args.seed}"])
+    run_dir = Path(args.out) / f"speed_{preset}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    trainer = Trainer(cfg, run_dir, device=args.device, progress=False)
+    r, device = trainer.run, torch.device(args.device)
+    for i in range(args.warmup + args.iterations):
+        if i == args.warmup:
+            _sync(args.device)
+            start = time.perf_counter()
+        r.strategy.step(device, i)
+        r.ema.update(r.models.G, i + 1)
+        r.sched_g.step()
+        r.sched_d.step()
+    _sync(args.device)
+    seconds = (time.perf_counter() - start) / args.iterations
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return {"preset": preset, "s_per_it": seconds, "n_dis": cfg.train.n_dis, "batch": cfg.train.batch_size,
+            "strategy": cfg.train.strategy}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def print_speed(rows: list[dict], args: argparse.Namespace) -> None:
+    print(f"\ndevice {args.device}, {torch.get_num_threads()} threads")
+    print(f"{'preset':18} {'strategy':16} {'n_dis':>5} {'batch':>5} {'s/1k it':>8} {'paper s/1k':>10} "
+          f"{'paper its':>9} {'its x s/it':>10}")
+    for r in rows:
+        paper, its = PAPER_SPEED.get(r["preset"], (float("nan"), 0))
+        print(f"{r['preset']:18} {r['strategy']:16} {r['n_dis']:5d} {r['batch']:5d} {1000 * r['s_per_it']:8.1f} "
+              f"{paper:10.1f} {its:9d} {its * r['s_per_it']:10.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS), help="comma list of " + ", ".join(METHODS))
@@ -78,7 +137,17 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=2000, help="samples per evaluation")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/fastgan_bench", help="run dirs (replaced)")
+    parser.add_argument("--speed", default="", help="comma list of presets: time their iterations instead")
+    parser.add_argument("--iterations", type=int, default=50, help="--speed: timed iterations per preset")
+    parser.add_argument("--warmup", type=int, default=10, help="--speed: untimed iterations first")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.speed:
+        rows = [iteration_speed(p, args) for p in args.speed.split(",")]
+        for row in rows:
+            print(json.dumps(row), flush=True)
+        print_speed(rows, args)
+        return
     rows = []
     for name in args.methods.split(","):
         rows.append(run_method(name, args))

@@ -6,14 +6,15 @@ d2d_ce (d2d_ce) of the embeddings and the proxies of the given labels:
     none, pd   no separate term (PD lives in D's adversarial logit)
     ac/2c/d2d_ce  D: + lambda L(real, y_r) [+ lambda L(fake, y_f) with loss.ac_fake_in_d]   G: + lambda L(fake, y_f)
     mh         replaces the adversarial loss. D: MH(real, y_r) + MH(fake, C)   G: lambda MH(fake, y_f) + fm FM
-FastGAN (with ac): + alpha_f KL(U || p(.|x_f)) in D (``loss.fake_kl_weight``), G's weight ``loss.g_cond_weight``.
-Every D term is a sum of a real side and a fake side (``d_real_terms`` / ``d_fake_terms``), which lets a
-strategy back-propagate them separately.
+G's lambda is ``loss.g_cond_weight`` when set. FastGAN (ac): D + alpha_f KL(U || p(.|x_f)), alpha_f =
+``loss.fake_kl_weight`` (see condgan.losses.fastgan). ``loss.d_fake_weight`` scales D's adversarial loss on fakes.
 Auxiliary variants (StudioGAN's reference forms) of ac / 2c / d2d_ce, L~ = L on the twin heads:
     tac        D: + a_d L~(fake, y_f)                      G: - a_g L~(fake, y_f)
     adc        2C classes, reals are 2y_r; D: + lambda L(fake, 2y_f + 1)
                G: lambda [L(fake, 2y_f) - L(fake, 2y_f + 1)]
 Feature matching (``loss.fm_weight``) FM = mean_d |mean_n h_fake - mean_n h_real| (h_real detached).
+Every D term is a real-side part plus a fake-side part (``d_real_terms``, ``d_fake_terms``), so a strategy may
+back-propagate the two separately or attack the real side alone.
 """
 from __future__ import annotations
 
