@@ -49,7 +49,8 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 CHUNK = 25  # G steps between clock checks
 # preset -> (the FastGAN paper's s / 1k iterations on one 1080 Ti, its iterations) from its Tables 6 and 2
 PAPER_SPEED = {"cifar10-fastgan": (95.5, 240_000), "cifar100-fastgan": (96.4, 240_000),
-               "cifar10-sngan": (245.1, 100_000), "cifar10-robgan": (385.1, 65_000)}
+               "cifar10-sngan": (245.1, 100_000), "cifar10-robgan": (385.1, 65_000),
+               "imagenet143-64-fastgan": (301.3, 120_000)}
 
 
 def run_method(name: str, args: argparse.Namespace) -> dict:
@@ -120,11 +121,11 @@ def _sync(device: str) -> None:
 
 def print_speed(rows: list[dict], args: argparse.Namespace) -> None:
     print(f"\ndevice {args.device}, {torch.get_num_threads()} threads")
-    print(f"{'preset':18} {'strategy':16} {'n_dis':>5} {'batch':>5} {'s/1k it':>8} {'paper s/1k':>10} "
+    print(f"{'preset':22} {'strategy':16} {'n_dis':>5} {'batch':>5} {'s/1k it':>8} {'paper s/1k':>10} "
           f"{'paper its':>9} {'its x s/it':>10}")
     for r in rows:
         paper, its = PAPER_SPEED.get(r["preset"], (float("nan"), 0))
-        print(f"{r['preset']:18} {r['strategy']:16} {r['n_dis']:5d} {r['batch']:5d} {1000 * r['s_per_it']:8.1f} "
+        print(f"{r['preset']:22} {r['strategy']:16} {r['n_dis']:5d} {r['batch']:5d} {1000 * r['s_per_it']:8.1f} "
               f"{paper:10.1f} {its:9d} {its * r['s_per_it']:10.0f}")
 
 

@@ -8,7 +8,8 @@ D: optimised block (img -> d_0, /2), then pre-activation blocks d_{i-1} -> d_i (
 only the first block after the optimised one downsamples (8x8 at the end). ``fastgan`` is the layout of
 the FastGAN code: every D block downsamples to 2x2; at 32 px all widths equal (128), at 64 px G narrows
 16w -> w and D widens w -> 16w (w = 64), D's hidden convs keep the input width; no SN, Xavier init and
-per-class BN gains starting at 1.
+per-class BN gains starting at 1. Left as in the rest of condgan: BN eps 1e-4 (the reference: 2e-5 in the
+per-class BNs, 1e-5 in the last) and a bias-free classifier head (10 parameters at 32 px).
 ``conditional=False`` gives the unconditional G of the "w/o condition" rows (one class: plain BN affine).
 """
 from __future__ import annotations
@@ -92,8 +93,7 @@ FASTGAN_LAYOUTS = {32: ((1, 1, 1, 1), (1, 1, 1, 1)), 64: ((16, 8, 4, 2, 1), (1, 
 
 def fastgan_pair(resolution: int, z_dim: int, num_classes: int, g_width: int, d_width: int, img_channels: int,
                  cond: str, embed_dim: int, aux: str = "none", g_sn: bool = False, d_sn: bool = False,
-                 init: str = "xavier",
-                 conditional: bool = True) -> tuple[ResNetGenerator, ResNetDiscriminator]:
+                 init: str = "xavier", conditional: bool = True) -> tuple[ResNetGenerator, ResNetDiscriminator]:
     """The FastGAN (G, D) for ``resolution`` 32 or 64; D's last feature map is 2x2."""
     if resolution not in FASTGAN_LAYOUTS:
         raise ValueError(f"fastgan nets exist for resolutions {sorted(FASTGAN_LAYOUTS)}; got {resolution}")
