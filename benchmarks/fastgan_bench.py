@@ -16,9 +16,10 @@ done and the time per G iteration (training time / G steps).
 
     PYTHONPATH=src python benchmarks/fastgan_bench.py --budget 300 --points 5 --seed 0 --out /tmp/fastgan_bench
 
-``--speed PRESETS`` instead times one training iteration (all of its D steps and the G step, EMA and lr
-schedule; no logging) of full-size presets on random images of their resolution, beside the seconds per
-1,000 iterations of the FastGAN paper's Table 6 (one GTX 1080 Ti) and the paper's iteration counts:
+Timed chunks run ``Trainer.advance`` only (no logging or checkpoints). ``--speed PRESETS`` instead times
+one training iteration (all of its D steps and the G step, EMA and lr schedule) of full-size presets on
+random images of their resolution, beside the seconds per 1,000 iterations of the FastGAN paper's Table 6
+(one GTX 1080 Ti) and the paper's iteration counts:
 
     PYTHONPATH=src python benchmarks/fastgan_bench.py --speed cifar10-fastgan,cifar10-robgan,cifar10-sngan \
         --device cuda
@@ -55,9 +56,9 @@ PAPER_SPEED = {"cifar10-fastgan": (95.5, 240_000), "cifar100-fastgan": (96.4, 24
 
 def run_method(name: str, args: argparse.Namespace) -> dict:
     preset, extra = METHODS[name]
-    never = 10 ** 9  # no periodic samples or checkpoints: the budget, not a step count, ends the run
+    never = 10 ** 9  # the budget, not a step count, ends the run
     overrides = [f"train.steps={never}", f"train.seed={args.seed}", f"train.ckpt_every={never}",
-                 f"train.sample_every={never}", "train.log_every=50", "eval.metrics=fid,acc",
+                 "eval.metrics=fid,acc",
                  f"eval.num_samples={args.num}", *extra]
     cfg = build_config(load_preset(preset), overrides)
     run_dir = Path(args.out) / name
@@ -69,9 +70,9 @@ def run_method(name: str, args: argparse.Namespace) -> dict:
     scores, train_s = [], 0.0
     while points:
         start = time.perf_counter()
-        trainer.train(until=trainer.step + CHUNK)
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        for _ in range(CHUNK):  # iterations only: no logging or checkpoint inside the timed chunk
+            trainer.advance()
+        _sync(args.device)
         train_s += time.perf_counter() - start
         if train_s >= points[0]:
             points.pop(0)
@@ -98,15 +99,11 @@ def iteration_speed(preset: str, args: argparse.Namespace) -> dict:
     run_dir = Path(args.out) / f"speed_{preset}"
     shutil.rmtree(run_dir, ignore_errors=True)
     trainer = Trainer(cfg, run_dir, device=args.device, progress=False)
-    r, device = trainer.run, torch.device(args.device)
     for i in range(args.warmup + args.iterations):
         if i == args.warmup:
             _sync(args.device)
             start = time.perf_counter()
-        r.strategy.step(device, i)
-        r.ema.update(r.models.G, i + 1)
-        r.sched_g.step()
-        r.sched_d.step()
+        trainer.advance()
     _sync(args.device)
     seconds = (time.perf_counter() - start) / args.iterations
     shutil.rmtree(run_dir, ignore_errors=True)

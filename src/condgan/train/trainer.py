@@ -106,12 +106,8 @@ class Trainer:
                    desc="train", unit="it")
         window_start, window_steps = time.perf_counter(), 0
         while self.step < target:
-            losses = r.strategy.step(self.device, self.step)
-            self.step += 1
+            losses = self.advance()
             window_steps += 1
-            r.ema.update(r.models.G, self.step)
-            r.sched_g.step()
-            r.sched_d.step()
             for k, v in losses.items():  # accumulate on the device: no host sync per step
                 sums[k] = sums[k] + v if k in sums else v.clone()
             finite = torch.isfinite(torch.stack(list(losses.values()))).all()
@@ -129,6 +125,17 @@ class Trainer:
                 self._periodic_eval()
                 self.save_checkpoint()
         bar.close()
+
+    def advance(self) -> dict[str, torch.Tensor]:
+        """One iteration: the strategy's D and G steps, the EMA update and both lr schedules; returns the
+        iteration's detached losses. No logging, checkpoint or finiteness check (``train`` adds those)."""
+        r = self.run
+        losses = r.strategy.step(self.device, self.step)
+        self.step += 1
+        r.ema.update(r.models.G, self.step)
+        r.sched_g.step()
+        r.sched_d.step()
+        return losses
 
     def _log(self, sums: dict[str, torch.Tensor], steps: int, elapsed: float, first_bad: torch.Tensor,
              bar: tqdm) -> None:
