@@ -35,11 +35,21 @@ def _mean_neg(o: torch.Tensor) -> torch.Tensor:
     return -o.mean()
 
 
+def _neg_log_sigmoid(o: torch.Tensor) -> torch.Tensor:
+    """E -log sigmoid(o) via softplus (stable at any logit): the ns loss of a sample labelled real."""
+    return F.softplus(-o).mean()
+
+
+def _half_sq_to_one(o: torch.Tensor) -> torch.Tensor:
+    """1/2 E (o - 1)^2: the ls loss of a sample labelled real."""
+    return 0.5 * (o - 1.0).square().mean()
+
+
+# D on reals and G on fakes share their form for ns and ls (both push toward "real"), as they do for
+# wasserstein (-E o); hinge's G is the plain -E o.
 HINGE = AdversarialLoss(lambda o: F.relu(1.0 - o).mean(), lambda o: F.relu(1.0 + o).mean(), _mean_neg)
-# -log sigmoid(o_r), -log(1 - sigmoid(o_f)) and -log sigmoid(o_f), via softplus (stable at any logit)
-NS = AdversarialLoss(lambda o: F.softplus(-o).mean(), lambda o: F.softplus(o).mean(), lambda o: F.softplus(-o).mean())
-LS = AdversarialLoss(lambda o: 0.5 * (o - 1.0).square().mean(), lambda o: 0.5 * o.square().mean(),
-                     lambda o: 0.5 * (o - 1.0).square().mean())
+NS = AdversarialLoss(_neg_log_sigmoid, lambda o: F.softplus(o).mean(), _neg_log_sigmoid)
+LS = AdversarialLoss(_half_sq_to_one, lambda o: 0.5 * o.square().mean(), _half_sq_to_one)
 WASSERSTEIN = AdversarialLoss(_mean_neg, lambda o: o.mean(), _mean_neg)
 
 ADVERSARIAL: dict[str, AdversarialLoss] = {"hinge": HINGE, "ns": NS, "ls": LS, "wasserstein": WASSERSTEIN}

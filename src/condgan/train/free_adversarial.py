@@ -57,5 +57,5 @@ class FreeAdversarialStrategy(StandardStrategy):
             raise CheckpointError("checkpoint has no free-adversarial perturbation 'strategy.delta' to resume from")
         if tuple(delta.shape) != tuple(self.delta.shape):
             raise CheckpointError(f"checkpoint perturbation 'strategy.delta' has shape {tuple(delta.shape)}, "
-                             f"this run needs {tuple(self.delta.shape)}")
+                                  f"this run needs {tuple(self.delta.shape)}")
         self.delta = delta.to(self.delta.device, self.delta.dtype).clone()
