@@ -297,3 +297,26 @@ def test_tac_heads_are_twins_of_the_main_ones() -> None:
     assert ac.cls_logits.shape == ac.tac_logits.shape == (4, 5)
     with pytest.raises(ValueError, match="auxiliary"):
         DiscriminatorHeads(12, 5, "pd", 7, sn=False, aux="tac")
+
+
+@pytest.mark.parametrize("sn, bias", [(False, True), (True, False), (True, True)])
+def test_upsample_conv_equals_conv_of_the_upsampled_image(sn, bias):
+    """The phase-folded 3x3 conv is the same linear map as nearest 2x upsampling then the conv (float64),
+    values and gradients, for odd and even sizes."""
+    from condgan.nets.layers import conv2d, conv_weight, upsample_conv3x3
+
+    torch.manual_seed(0)
+    conv = conv2d(5, 3, 3, padding=1, bias=bias, sn=sn).double().eval()
+    if bias:
+        torch.nn.init.normal_(conv.bias)
+    x = torch.randn(2, 5, 6, 7, dtype=torch.float64, requires_grad=True)
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    ref = torch.nn.functional.conv2d(up, conv_weight(conv), conv.bias, padding=1)
+    out = upsample_conv3x3(x, conv)
+    assert out.shape == ref.shape == (2, 3, 12, 14)
+    assert torch.allclose(out, ref, atol=1e-12, rtol=0)
+    upstream = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * upstream).sum(), [x, conv.weight])
+    g_out = torch.autograd.grad((out * upstream).sum(), [x, conv.weight])
+    for a, b in zip(g_ref, g_out):
+        assert torch.allclose(a, b, atol=1e-10, rtol=0)

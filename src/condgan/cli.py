@@ -24,15 +24,29 @@ def resolve_config(preset: str | None, config_file: str | None, overrides: list[
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .train.trainer import Trainer
+    from . import distributed
 
     cfg = resolve_config(args.preset, args.config, args.set)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
-    trainer = Trainer(cfg, args.out, device=args.device, progress=not args.no_progress)
-    if trainer.resumed_from is not None:
+    device = args.device
+    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node=N -m condgan train ...
+        device = distributed.init_from_env(args.device)
+    try:
+        return _train(cfg, args, device, distributed.world().is_main)
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg: Config, args: argparse.Namespace, device, is_main: bool) -> int:
+    from .train.trainer import Trainer
+
+    trainer = Trainer(cfg, args.out, device=device, progress=not args.no_progress)
+    if trainer.resumed_from is not None and is_main:
         print(f"resuming from {trainer.resumed_from} (step {trainer.step}/{cfg.train.steps})")
     trainer.train()
+    if not is_main:
+        return 0
     print(f"training done: {trainer.step} steps in {args.out}")
     if not args.no_eval:
         from .metrics.report import final_report
@@ -73,13 +87,15 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="condgan", description="Train and evaluate class-conditional GANs.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model (rerun the same command to resume)")
+    t = sub.add_parser("train", help="train a model (rerun the same command to resume; under torchrun: "
+                                     "one process per GPU)")
     src = t.add_mutually_exclusive_group()
     src.add_argument("--preset", help=f"a shipped preset (default {DEFAULT_PRESET}); see `condgan presets`")
     src.add_argument("--config", help="a YAML config file")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--out", required=True, help="run directory (created, or resumed if it exists)")
-    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N (default cpu); under torchrun cuda means cuda:LOCAL_RANK")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-eval", action="store_true", help="skip the end-of-training evaluation")
     t.set_defaults(func=_cmd_train)

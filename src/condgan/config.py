@@ -50,6 +50,7 @@ class ModelConfig:
     d_sn: bool = True  # spectral norm in D
     embed_dim: int = 512  # D2D-CE / 2C embedding dimension
     init: str = _choice("orthogonal", "normal", "xavier", "default", default="orthogonal")
+    sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch, not each rank's share
 
 
 @dataclass
@@ -133,6 +134,17 @@ class TrainConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """The fast path (mostly for CUDA). Each option changes speed, not the math: all off is plain fp32."""
+    # bf16: autocast to bfloat16; fp16: autocast to float16 with a loss scaler per net (saved in checkpoints).
+    # Losses, spectral norm's power iteration and D2D-CE / 2C similarities stay in float32 either way.
+    precision: str = _choice("fp32", "bf16", "fp16", default="fp32")
+    channels_last: bool = False  # NHWC nets and images (faster convolutions with cuDNN and oneDNN)
+    compile: bool = False  # torch.compile G and D (the first steps compile; needs a C++ compiler on CPU)
+    fused_adam: bool = False  # one fused kernel per Adam step instead of a loop over parameters
+
+
+@dataclass
 class EvalConfig:
     num_samples: int = 2000  # EMA-G samples per evaluation (periodic and end of training)
     every: int = 0  # G steps between evaluations during training, a multiple of train.ckpt_every; 0 = off
@@ -154,6 +166,7 @@ class Config:
     robust: RobustConfig = field(default_factory=RobustConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

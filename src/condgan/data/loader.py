@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from condgan.data.base import DataError, ImageDataset
+from condgan.distributed import World
 
 
 class BatchSampler:
@@ -11,15 +12,22 @@ class BatchSampler:
 
     Each epoch is a permutation from a dedicated CPU generator seeded with ``seed``; it is copied to
     the device once per epoch, so a step costs only a slice and two device-side gathers.
+    ``batch_size`` is the global batch: under torchrun every rank draws the same global batches and keeps
+    its own equal share (``world.shard``), so the state is independent of the number of processes.
     """
 
-    def __init__(self, dataset: ImageDataset, batch_size: int, seed: int) -> None:
+    def __init__(self, dataset: ImageDataset, batch_size: int, seed: int, world: World = World()) -> None:
         size = len(dataset)
         if batch_size < 1 or batch_size > size:
             raise DataError(f"batch_size {batch_size} must be in [1, {size}] for dataset {dataset.name} "
                             f"of {size} images")
+        if batch_size % world.size:
+            raise DataError(f"train.batch_size {batch_size} must be divisible by the number of processes "
+                            f"({world.size})")
         self.dataset = dataset
+        self.world = world
         self.batch_size = int(batch_size)
+        self.local_batch = self.batch_size // world.size
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.epoch = 0
@@ -36,12 +44,13 @@ class BatchSampler:
         self._perm_device = self.perm.to(self.dataset.images.device)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch: uint8 images [B, C, H, W] and int64 labels [B] on the dataset's device."""
+        """This rank's share of the next global batch: uint8 images [b, C, H, W] and int64 labels [b] on the
+        dataset's device, b = batch_size / world size."""
         if self.position + self.batch_size > self.perm.numel():
             self.epoch += 1
             self.position = 0
             self._new_permutation()
-        index = self._perm_device[self.position:self.position + self.batch_size]
+        index = self._perm_device[self.position:self.position + self.batch_size][self.world.shard(self.batch_size)]
         self.position += self.batch_size
         return self.dataset.images.index_select(0, index), self.dataset.labels.index_select(0, index)
 

@@ -42,6 +42,10 @@ class DOutput:
         """The same output restricted to samples ``sl`` (tables are shared)."""
         return DOutput(**{f.name: _rows(getattr(self, f.name), sl, f.name in self.TABLES) for f in fields(self)})
 
+    def float(self) -> "DOutput":
+        """The same output in float32 (losses of a mixed-precision pass are computed in float32)."""
+        return DOutput(**{f.name: None if (v := getattr(self, f.name)) is None else v.float() for f in fields(self)})
+
 
 def _rows(value: torch.Tensor | None, sl: slice, table: bool) -> torch.Tensor | None:
     return value if (value is None or table) else value[sl]

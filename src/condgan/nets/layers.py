@@ -93,6 +93,36 @@ class SNEmbedding(_SpectralNorm, nn.Embedding):
                            self.scale_grad_by_freq, self.sparse)
 
 
+def conv_weight(conv: nn.Conv2d) -> torch.Tensor:
+    """The weight ``conv`` convolves with: ``weight / sigma`` for a spectrally normalised conv."""
+    return conv.normalized_weight() if isinstance(conv, _SpectralNorm) else conv.weight
+
+
+def _fold_taps(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 3 taps of ``w`` along ``dim`` folded into 2 for each output phase of a 2x nearest upsampling:
+    phase 0 sees source offsets (-1, 0) = (t0, t1 + t2), phase 1 sees (0, +1) = (t0 + t1, t2)."""
+    t0, t1, t2 = w.unbind(dim)
+    return torch.stack([t0, t1 + t2], dim), torch.stack([t0 + t1, t2], dim)
+
+
+def upsample_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(nearest_2x_upsample(x))`` for a 3x3, stride-1, padding-1 ``conv``, at 4/9 of its multiply-adds.
+
+    x [B, I, H, W] -> [B, O, 2H, 2W]. Output pixel (2i + a, 2j + c) reads source rows {i - 1, i} (a = 0) or
+    {i, i + 1} (a = 1), and likewise columns, so on the source image the 3x3 kernel is one 2x2 kernel per
+    phase (a, c). A single 2x2 conv with 4 O outputs over the 1-padded source gives all four phases (each at
+    its own offset) and pixel_shuffle interleaves them. The same linear map: only the rounding differs.
+    """
+    w = conv_weight(conv)                                   # [O, I, 3, 3]
+    kernels = [k for rows in _fold_taps(w, 2) for k in _fold_taps(rows, 3)]  # phases 00, 01, 10, 11: [O, I, 2, 2]
+    k = torch.stack(kernels, 1).flatten(0, 1)               # [4 O, I, 2, 2], output o * 4 + phase
+    bias = None if conv.bias is None else conv.bias.repeat_interleave(4)
+    b, _, h, wd = x.shape
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1)), k, bias).unflatten(1, (-1, 4))  # [B, O, 4, H + 1, W + 1]
+    phases = torch.stack([y[:, :, 2 * a + c, a:a + h, c:c + wd] for a in (0, 1) for c in (0, 1)], 2)
+    return F.pixel_shuffle(phases.flatten(1, 2), 2)
+
+
 def conv2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
            bias: bool = True, sn: bool = True) -> nn.Conv2d:
     """A Conv2d, spectrally normalised when ``sn``."""

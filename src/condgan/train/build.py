@@ -7,12 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
 from ..config import Config
 from ..data import BatchSampler, ImageDataset, load_dataset
+from ..distributed import World, convert_sync_batchnorm, world
 from ..nets import build_nets
 from .ema import EMA
 from .free_adversarial import FreeAdversarialStrategy
 from .pgd import PGDStrategy
+from .precision import Precision
 from .strategy import Models, StandardStrategy
 
 # train.strategy -> the class that owns the update order of one iteration
@@ -62,19 +67,59 @@ def _scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_schedu
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(cfg, t))
 
 
-def build_run(cfg: Config, device: torch.device) -> Run:
-    """Seed, load the data onto ``device`` (once, as uint8) and build every trained object."""
+def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = None) -> Run:
+    """Seed, load the data onto ``device`` (once, as uint8) and build every trained object.
+
+    ``dataset`` replaces the one ``cfg.data`` names (benchmarks train on synthetic images).
+
+    Under torchrun every rank builds the same nets from the same seed (DDP checks they agree), then
+    reseeds the global torch RNG with train.seed + rank for its own randomness (augmentation, attacks).
+    """
+    w = world()
     seed_everything(cfg.train.seed)
-    dataset = load_dataset(cfg.data, "train").to(device)
+    dataset = (dataset or load_dataset(cfg.data, "train")).to(device)
     channels = dataset.images.shape[1]
     G, D = build_nets(cfg, dataset.num_classes, channels)
-    G, D = G.to(device), D.to(device)
+    if cfg.model.sync_bn:
+        convert_sync_batchnorm(G)
+    fmt = torch.channels_last if cfg.speed.channels_last else torch.preserve_format
+    G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     o = cfg.optim
-    opt_g = torch.optim.Adam(G.parameters(), lr=o.g_lr, betas=(o.beta1, o.beta2), eps=o.eps)
-    opt_d = torch.optim.Adam(D.parameters(), lr=o.d_lr, betas=(o.beta1, o.beta2), eps=o.eps)
-    models = Models(G, D, opt_g, opt_d)
-    sampler = BatchSampler(dataset, cfg.train.batch_size, seed=cfg.train.seed)
-    strategy = STRATEGIES[cfg.train.strategy](cfg, models, sampler, dataset.num_classes)
+    fused = True if cfg.speed.fused_adam else None
+    opt_g = torch.optim.Adam(G.parameters(), lr=o.g_lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=o.d_lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+    models = Models(G, D, opt_g, opt_d, *_training_callables(cfg, G, D, device, w))
+    if w.rank:
+        torch.manual_seed(cfg.train.seed + w.rank)
+    sampler = BatchSampler(dataset, cfg.train.batch_size, seed=cfg.train.seed, world=w)
+    precision = Precision(cfg.speed.precision, device)
+    strategy = STRATEGIES[cfg.train.strategy](cfg, models, sampler, dataset.num_classes, precision)
     ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start)
     return Run(dataset, dataset.num_classes, models, ema, _scheduler(cfg, opt_g), _scheduler(cfg, opt_d),
                sampler, strategy)
+
+
+def advance(run: Run, step: int, keep_ema: bool = True) -> dict[str, torch.Tensor]:
+    """One iteration after ``step`` finished G steps: the strategy's D and G steps, the EMA update (where
+    ``keep_ema``: rank 0) and both lr schedules. Returns the iteration's detached losses; no host sync."""
+    losses = run.strategy.step(run.dataset.images.device, step)
+    if keep_ema:
+        run.ema.update(run.models.G, step + 1)
+    run.sched_g.step()
+    run.sched_d.step()
+    return losses
+
+
+def _training_callables(cfg: Config, G: nn.Module, D: nn.Module, device: torch.device, w: World) -> tuple:
+    """(g_fwd, d_fwd, d_local) of :class:`Models`: DDP wrappers under torchrun, compiled with speed.compile."""
+    g_fwd, d_fwd, d_local = G, D, D
+    if w.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        # No buffer broadcast per forward: spectral norm's u follows the (identical) weights on every rank,
+        # and BN statistics are either synchronised (model.sync_bn) or rank 0's are the ones kept.
+        g_fwd = DistributedDataParallel(G, device_ids=ids, broadcast_buffers=False)
+        d_fwd = DistributedDataParallel(D, device_ids=ids, broadcast_buffers=False)
+    if cfg.speed.compile:
+        g_fwd, d_fwd = torch.compile(g_fwd), torch.compile(d_fwd)
+        d_local = torch.compile(D) if w.distributed else d_fwd
+    return g_fwd, d_fwd, d_local

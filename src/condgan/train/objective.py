@@ -13,10 +13,14 @@ Auxiliary variants (StudioGAN's reference forms) of ac / 2c / d2d_ce, L~ = L on 
     adc        2C classes, reals are 2y_r; D: + lambda L(fake, 2y_f + 1)
                G: lambda [L(fake, 2y_f) - L(fake, 2y_f + 1)]
 Feature matching (``loss.fm_weight``) FM = mean_d |mean_n h_fake - mean_n h_real| (h_real detached).
+Under torchrun the batch-coupled terms (2c, d2d_ce: negatives from the whole batch; feature matching: batch
+means) see the global batch through ``gather`` (condgan.distributed.all_gather_cat).
 Every D term is a real-side part plus a fake-side part (``d_real_terms``, ``d_fake_terms``), so a strategy may
 back-propagate the two separately or attack the real side alone.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -30,9 +34,11 @@ Terms = dict[str, tuple[torch.Tensor, float]]  # name -> (unweighted value, weig
 class Objective:
     """D and G losses for one configuration; pure functions of D's outputs and the labels."""
 
-    def __init__(self, cfg: LossConfig, num_classes: int) -> None:
+    def __init__(self, cfg: LossConfig, num_classes: int,
+                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.cfg = cfg
         self.num_classes = num_classes
+        self.gather = gather or (lambda x: x)  # rows of every rank, for losses coupling the samples of a batch
         if cfg.adv != "mh":
             self.adv = ADVERSARIAL[cfg.adv]
 
@@ -42,6 +48,7 @@ class Objective:
         if c.cond == "ac":
             return ac_ce(out.tac_logits if twin else out.cls_logits, labels)
         embed, table = (out.tac_embed, out.tac_proxies) if twin else (out.embed, out.proxies)
+        embed, labels = self.gather(embed), self.gather(labels)
         # Negatives are decided by the labels passed (2y / 2y+1 under ADC), as in the reference.
         if c.cond == "2c":
             return contrastive_2c(embed, table[labels], labels, temperature=c.temperature)
@@ -96,7 +103,7 @@ class Objective:
         else:
             terms["g_adv"] = (self.adv.g(fake.adv if adv_logits is None else adv_logits), 1.0)
         if c.fm_weight:
-            fm = (fake.features.mean(0) - real_features.mean(0)).abs().mean()
+            fm = (self.gather(fake.features).mean(0) - self.gather(real_features).mean(0)).abs().mean()
             terms["g_fm"] = (fm, c.fm_weight)
         if c.cond in ("none", "pd", "mh"):
             return terms

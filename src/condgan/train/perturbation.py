@@ -21,16 +21,17 @@ def ascend(delta: torch.Tensor, grad: torch.Tensor, step_size: float, epsilon: f
     return (delta + step_size * grad.sign()).clamp_(-epsilon, epsilon)
 
 
-def initial_delta(shape: tuple[int, ...], epsilon: float, mode: str, device: torch.device) -> torch.Tensor:
+def initial_delta(shape: tuple[int, ...], epsilon: float, mode: str, device: torch.device,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """A starting perturbation of ``shape``.
 
     normal: N(0, 1) clamped to [-epsilon, epsilon] (the FastGAN code; almost every entry is +-epsilon);
     zero: all 0 (free adversarial training as in Shafahi et al.); uniform: U[-epsilon, epsilon] (PGD).
     """
     if mode == "normal":
-        return torch.randn(shape, device=device).clamp_(-epsilon, epsilon)
+        return torch.randn(shape, device=device, generator=generator).clamp_(-epsilon, epsilon)
     if mode == "zero":
         return torch.zeros(shape, device=device)
     if mode == "uniform":
-        return (2 * torch.rand(shape, device=device) - 1) * epsilon
+        return (2 * torch.rand(shape, device=device, generator=generator) - 1) * epsilon
     raise ValueError(f"unknown delta init {mode!r}; expected one of {DELTA_INITS}")

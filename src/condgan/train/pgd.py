@@ -21,13 +21,15 @@ class PGDStrategy(StandardStrategy):
     def attack(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
         """The attacked batch clamp(x_real + delta, -1, 1), detached. x_real [B, C, H, W], y_real [B]."""
         D, r = self.m.D, self.cfg.robust
-        delta = initial_delta(tuple(x_real.shape), r.epsilon, "uniform", x_real.device)
+        delta = initial_delta(tuple(x_real.shape), r.epsilon, "uniform", x_real.device)  # this rank's own draw
         was_training = D.training
         D.eval()
         try:
             for _ in range(r.pgd_steps):
                 x_adv = perturb(x_real, delta).requires_grad_(True)
-                loss = total("d", self.objective.d_real_terms(D(x_adv, y_real), y_real))["d_loss"]
+                with self.precision.autocast():
+                    out = self.m.d_local(x_adv, y_real).float()
+                loss = total("d", self.objective.d_real_terms(out, y_real))["d_loss"]
                 (grad,) = torch.autograd.grad(loss, x_adv)  # input gradient only: D's .grad stays as it was
                 delta = ascend(delta, grad, r.step_size, r.epsilon)
         finally:

@@ -14,6 +14,8 @@ These are StudioGAN's reference forms. The EMAs are run state: they go into ever
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -39,8 +41,10 @@ def output_consistency(a: DOutput, b: DOutput, mh: bool) -> torch.Tensor:
 class Regularizers:
     """The enabled regularisers of one run; ``d_terms``/``g_terms`` return weighted terms for the objective."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.reg = cfg.reg
+        # Under torchrun: every rank's rows, so LeCam's EMAs and top-k's selection span the global batch.
+        self.gather = gather or (lambda x: x)
         self.mh = cfg.loss.cond == "mh"
         self.ema_real: torch.Tensor | None = None  # LeCam EMAs of D's mean adversarial output
         self.ema_fake: torch.Tensor | None = None
@@ -73,7 +77,7 @@ class Regularizers:
                 x_eps = G(z + r.zcr_sigma * torch.randn_like(z), y_fake)
             terms["d_zcr"] = (output_consistency(fake, D(x_eps, y_fake), self.mh), r.zcr_d)
         if r.lecam:
-            self._update_lecam(step, real.adv.detach().mean(), fake.adv.detach().mean())
+            self._update_lecam(step, self.gather(real.adv.detach()).mean(), self.gather(fake.adv.detach()).mean())
             if step > r.lecam_start:
                 terms["d_lecam"] = (lecam(real.adv, fake.adv, self.ema_real, self.ema_fake), r.lecam)
         return terms
@@ -104,6 +108,7 @@ class Regularizers:
         or None when top-k training is off."""
         if not self.reg.topk:
             return None
+        fake_adv = self.gather(fake_adv)
         return topk(fake_adv, topk_count(fake_adv.shape[0], epoch, self.reg.topk_gamma, self.reg.topk_nu))
 
     # -- state ------------------------------------------------------------------------------------------

@@ -2,23 +2,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..config import Config
 from ..data import BatchSampler, augment, to_float
+from ..distributed import all_gather_cat
 from .objective import Objective, total
+from .precision import Precision
 from .regularize import Regularizers
+
+NOISE_SEED_OFFSET = 2  # the latent stream's seed is train.seed + this (the grid's is train.seed + 1)
 
 
 @dataclass
 class Models:
-    """The nets and optimisers a strategy updates."""
+    """The nets and optimisers a strategy updates, and the callables its passes go through.
+
+    ``G`` and ``D`` are the plain modules (state dicts, EMA, evaluation). Training passes use wrappers
+    (DDP under torchrun, ``torch.compile`` with speed.compile), each the plain module when not wrapped:
+    g_fwd for G; d_fwd for the passes that update D (DDP averages their gradients); d_local for D passes
+    that update no D weight (the G step, attacks, regulariser passes inside a D loss).
+    """
     G: nn.Module
     D: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+    g_fwd: Callable | None = None
+    d_fwd: Callable | None = None
+    d_local: Callable | None = None
+
+    def __post_init__(self) -> None:
+        self.g_fwd = self.G if self.g_fwd is None else self.g_fwd
+        self.d_fwd = self.D if self.d_fwd is None else self.d_fwd
+        self.d_local = self.D if self.d_local is None else self.d_local
 
 
 class StandardStrategy:
@@ -29,28 +48,41 @@ class StandardStrategy:
     pooled features on reals) is logged with the losses: it is the ReACGAN paper's Fig. 2 diagnostic.
     """
 
-    def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int) -> None:
+    def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int,
+                 precision: Precision | None = None) -> None:
         self.cfg = cfg
         self.m = models
         self.sampler = sampler
+        self.world = sampler.world
         self.num_classes = num_classes
-        self.objective = Objective(cfg.loss, num_classes)
-        self.regularizers = Regularizers(cfg)
+        device = sampler.dataset.images.device
+        self.precision = precision or Precision(cfg.speed.precision, device)
+        gather = all_gather_cat if self.world.distributed else None  # batch-coupled losses span all ranks
+        self.objective = Objective(cfg.loss, num_classes, gather)
+        self.regularizers = Regularizers(cfg, gather)
+        # Latents come from their own stream, seeded alike on every rank: each rank draws the whole global
+        # batch and keeps its share, so any number of processes sees the same z and y as one process.
+        self.noise = torch.Generator(device).manual_seed(cfg.train.seed + NOISE_SEED_OFFSET)
 
     def latents(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.randn(n, self.cfg.model.z_dim, device=device)
-        y = torch.randint(0, self.num_classes, (n,), device=device)
-        return z, y
+        """This rank's share (z [n, z_dim], y [n]) of a global batch of n * world size latents."""
+        total_n, rows = n * self.world.size, self.world.shard(n * self.world.size)
+        z = torch.randn(total_n, self.cfg.model.z_dim, device=device, generator=self.noise)
+        y = torch.randint(0, self.num_classes, (total_n,), device=device, generator=self.noise)
+        return z[rows], y[rows]
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = self.sampler.next()
-        return augment(to_float(images), self.cfg.data), labels
+        x = augment(to_float(images), self.cfg.data)
+        if self.cfg.speed.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels
 
     def fakes(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A batch of fakes for D, without G's graph: (x_fake [n, C, H, W], y_fake [n], z [n, z_dim])."""
         z, y_fake = self.latents(n, device)
-        with torch.no_grad():
-            x_fake = self.m.G(z, y_fake)
+        with torch.no_grad(), self.precision.autocast():
+            x_fake = self.m.g_fwd(z, y_fake)
         return x_fake, y_fake, z
 
     def d_update(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
@@ -60,16 +92,14 @@ class StandardStrategy:
         If ``x_real`` requires grad, its ``.grad`` holds d(D loss)/dx_real afterwards: D has no batch
         statistics, so the fake half of the concatenated pass does not depend on it.
         """
-        G, D = self.m.G, self.m.D
         n = x_real.shape[0]
-        out = D(torch.cat([x_real, x_fake]), torch.cat([y_real, y_fake]))
-        real, fake = out.rows(slice(0, n)), out.rows(slice(n, None))
-        terms = self.objective.d_terms(real, fake, y_real, y_fake)
-        reg = self.regularizers.d_terms(D, G, step, x_real, y_real, x_fake, y_fake, z, real, fake)
-        losses = total("d", terms, reg)
-        self.m.opt_d.zero_grad(set_to_none=True)
-        losses["d_loss"].backward()
-        self.m.opt_d.step()
+        with self.precision.autocast():
+            out = self.m.d_fwd(torch.cat([x_real, x_fake.to(x_real.dtype)]), torch.cat([y_real, y_fake]))
+            real, fake = out.float().rows(slice(0, n)), out.float().rows(slice(n, None))
+            reg = self.regularizers.d_terms(self.m.d_local, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
+                                            real, fake)
+        losses = total("d", self.objective.d_terms(real, fake, y_real, y_fake), reg)
+        self.precision.backward_step(losses["d_loss"], self.m.opt_d, "d")
         losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
         return losses
 
@@ -80,22 +110,21 @@ class StandardStrategy:
         return self.d_update(step, x_real, y_real, x_fake, y_fake, z)
 
     def g_step(self, device: torch.device, step: int) -> dict[str, torch.Tensor]:
-        G, D = self.m.G, self.m.D
-        z, y = self.latents(self.cfg.train.batch_size, device)
+        D = self.m.D
+        z, y = self.latents(self.sampler.local_batch, device)
         D.requires_grad_(False)  # G's backward needs no grads for D's weights
-        x_fake = G(z, y)
-        fake = D(x_fake, y)
-        real_features = None
-        if self.cfg.loss.fm_weight:
-            x_real, y_real = self.real_batch()
-            with torch.no_grad():
-                real_features = D(x_real, y_real).features
+        with self.precision.autocast():
+            x_fake = self.m.g_fwd(z, y)
+            fake = self.m.d_local(x_fake, y).float()
+            real_features = None
+            if self.cfg.loss.fm_weight:
+                x_real, y_real = self.real_batch()
+                with torch.no_grad():
+                    real_features = self.m.d_local(x_real, y_real).features.float()
+            g_reg = self.regularizers.g_terms(self.m.g_fwd, z, y, x_fake)
         adv_logits = self.regularizers.g_adv_logits(fake.adv, self.sampler.epoch)
-        terms = self.objective.g_terms(fake, y, adv_logits, real_features)
-        losses = total("g", terms, self.regularizers.g_terms(G, z, y, x_fake))
-        self.m.opt_g.zero_grad(set_to_none=True)
-        losses["g_loss"].backward()
-        self.m.opt_g.step()
+        losses = total("g", self.objective.g_terms(fake, y, adv_logits, real_features), g_reg)
+        self.precision.backward_step(losses["g_loss"], self.m.opt_g, "g")
         D.requires_grad_(True)
         return losses
 
@@ -107,10 +136,17 @@ class StandardStrategy:
         return {k: v.detach() for k, v in {**d_losses, **g_losses}.items()}
 
     def state_dict(self) -> dict:
-        """Run state beyond nets and optimisers (the regularisers' EMAs)."""
-        return {"regularizers": self.regularizers.state_dict()}
+        """Run state beyond nets and optimisers: the regularisers' EMAs, the latent stream, the loss scalers.
+
+        The same on every rank (a collective under torchrun in subclasses: call it on every rank).
+        """
+        return {"regularizers": self.regularizers.state_dict(), "noise": self.noise.get_state(),
+                "scalers": self.precision.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.regularizers.load_state_dict(state.get("regularizers", {}))
+        if "noise" in state:  # absent in checkpoints written before the latent stream had its own generator
+            self.noise.set_state(state["noise"].cpu())
+        self.precision.load_state_dict(state.get("scalers", {}))
 
 

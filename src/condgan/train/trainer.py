@@ -1,7 +1,8 @@
 """The trainer owns time: the step loop, logging, sample grids, checkpoints and resume.
 
 It builds nothing itself beyond wiring (see :mod:`condgan.train.build`) and delegates the update order of
-each iteration to a step strategy.
+each iteration to a step strategy. Under torchrun every rank runs this loop in lock step; rank 0 alone keeps
+G_ema and writes logs, sample grids, evaluations and checkpoints (whose state is gathered from every rank).
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import yaml
 from tqdm import tqdm
 
 from ..config import Config, ConfigError, diff, from_dict, to_dict, to_yaml
+from ..distributed import barrier, gather_objects, max_over_ranks, mean_over_ranks, world
 from ..sample import class_grid, fixed_latents
 from . import checkpoint as ckpt
-from .build import Run, build_run
+from .build import Run, advance, build_run
 
 GRID_COLUMNS = 10
 
@@ -33,11 +35,14 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.device = torch.device(device)
-        self.progress = progress
+        self.world = world()
+        self.progress = progress and self.world.is_main
         self.ckpt_dir = self.out / "checkpoints"
         _check_run_dir(cfg, self.out)  # before any slow work: a changed config fails fast
         self.run: Run = build_run(cfg, self.device)
-        _write_config(cfg, self.out)  # only once everything built: a bad archive leaves no run dir
+        if self.world.is_main:
+            _write_config(cfg, self.out)  # only once everything built: a bad archive leaves no run dir
+        barrier()
         self.step = 0
         self.best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
         self._evaluator = None  # built at the first periodic evaluation
@@ -47,14 +52,16 @@ class Trainer:
 
     # -- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The complete run state; a collective under torchrun (call it on every rank)."""
         r = self.run
+        rng = gather_objects(ckpt.rng_state())  # every rank's own stream, for a resume at the same world size
         return {
             "format": 1, "step": self.step, "config": to_dict(self.cfg),
             "G": r.models.G.state_dict(), "D": r.models.D.state_dict(), "G_ema": r.ema.shadow.state_dict(),
             "opt_g": r.models.opt_g.state_dict(), "opt_d": r.models.opt_d.state_dict(),
             "sched_g": r.sched_g.state_dict(), "sched_d": r.sched_d.state_dict(),
-            "sampler": r.sampler.state_dict(), "strategy": r.strategy.state_dict(), "rng": ckpt.rng_state(),
-            "best": self.best,
+            "sampler": r.sampler.state_dict(), "strategy": r.strategy.state_dict(), "rng": rng[0],
+            "rng_ranks": rng, "best": self.best,
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
@@ -68,8 +75,14 @@ class Trainer:
         r.sched_d.load_state_dict(state["sched_d"])
         r.sampler.load_state_dict(state["sampler"])
         r.strategy.load_state_dict(state.get("strategy", {}))
-        ckpt.set_rng_state(state["rng"])
         self.step = int(state["step"])
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world.size:
+            ckpt.set_rng_state(ranks[self.world.rank])
+        elif self.world.is_main:
+            ckpt.set_rng_state(state["rng"])
+        else:  # resumed with another number of processes: a fresh stream of this rank's own
+            torch.manual_seed(self.cfg.train.seed + 1000 * self.step + self.world.rank)
         self.best = state.get("best")
 
     def _resume(self) -> None:
@@ -84,12 +97,18 @@ class Trainer:
             self.load_state_dict(state, path)
             self.resumed_from = path
             break
-        _truncate_log(self.out / "metrics.jsonl", self.step)
+        if self.world.is_main:
+            _truncate_log(self.out / "metrics.jsonl", self.step)
+        barrier()
 
     def save_checkpoint(self) -> Path:
+        """Write checkpoints/ckpt_<step>.pt (rank 0; every rank contributes its state)."""
         path = ckpt.checkpoint_path(self.ckpt_dir, self.step)
-        ckpt.save_atomic(self.state_dict(), path)
-        ckpt.prune(self.ckpt_dir, self.cfg.train.keep_ckpts)
+        state = self.state_dict()
+        if self.world.is_main:
+            ckpt.save_atomic(state, path)
+            ckpt.prune(self.ckpt_dir, self.cfg.train.keep_ckpts)
+        barrier()
         return path
 
     # -- loop ------------------------------------------------------------------------------------------
@@ -118,29 +137,28 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 self._log(sums, window_steps, elapsed, first_bad, bar)
                 sums, window_start, window_steps = {}, time.perf_counter(), 0
-            if self.step % t.sample_every == 0 or self.step == t.steps:
+            if self.world.is_main and (self.step % t.sample_every == 0 or self.step == t.steps):
                 self.save_samples()
             if self.step % t.ckpt_every == 0 or last:
-                self._check_finite(first_bad)
+                self._check_finite(max_over_ranks(first_bad))
                 self._periodic_eval()
                 self.save_checkpoint()
         bar.close()
 
     def advance(self) -> dict[str, torch.Tensor]:
-        """One iteration: the strategy's D and G steps, the EMA update and both lr schedules; returns the
-        iteration's detached losses. No logging, checkpoint or finiteness check (``train`` adds those)."""
-        r = self.run
-        losses = r.strategy.step(self.device, self.step)
+        """One iteration (see :func:`condgan.train.build.advance`); no logging, checkpoint or finiteness check."""
+        losses = advance(self.run, self.step, keep_ema=self.world.is_main)
         self.step += 1
-        r.ema.update(r.models.G, self.step)
-        r.sched_g.step()
-        r.sched_d.step()
         return losses
 
     def _log(self, sums: dict[str, torch.Tensor], steps: int, elapsed: float, first_bad: torch.Tensor,
              bar: tqdm) -> None:
         names = list(sums)
-        values = torch.stack([sums[k] for k in names]).float().div(steps).tolist()  # one host sync
+        values = mean_over_ranks(torch.stack([sums[k] for k in names]).float().div(steps)).tolist()  # one host sync
+        first_bad = max_over_ranks(first_bad)
+        if not self.world.is_main:
+            self._check_finite(first_bad)
+            return
         record = {"step": self.step, **{k: round(v, 6) for k, v in zip(names, values)},
                   "lr_g": self.run.sched_g.get_last_lr()[0], "it_per_s": round(steps / max(elapsed, 1e-9), 3),
                   "time": round(time.time(), 3)}
@@ -165,25 +183,35 @@ class Trainer:
         The evaluation draws from private generators only, so training after it is bit-for-bit the same
         as without it. ``checkpoints/best.pt`` is a complete checkpoint (resumable, evaluable).
         """
+        from ..metrics.suite import LOWER_IS_BETTER
+
         e = self.cfg.eval
         if not e.every or self.step % e.every:
             return
-        from ..metrics.evaluate import Evaluator, request_from_config
-        from ..metrics.suite import LOWER_IS_BETTER
-
-        if self._evaluator is None:
-            self._evaluator = Evaluator(self.cfg.data, request_from_config(self.cfg), self.device,
-                                        train=self.run.dataset, progress=self.progress)
-        record = self._evaluator(self.run.ema.shadow, self.cfg.model.z_dim)
+        record = gather_objects(self._evaluate() if self.world.is_main else None)[0]  # rank 0 scores, all see it
         scalars = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, "eval": scalars}) + "\n")
+        if self.world.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, "eval": scalars}) + "\n")
         value = scalars[e.best]
         lower = e.best in LOWER_IS_BETTER
         if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
             self.best = {"metric": e.best, "value": value, "step": self.step}
-            ckpt.save_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
-            ckpt.write_text_atomic(self.out / "best.json", json.dumps({**self.best, "eval": record}, indent=2) + "\n")
+            state = self.state_dict()
+            if self.world.is_main:
+                ckpt.save_atomic(state, self.ckpt_dir / "best.pt")
+                ckpt.write_text_atomic(self.out / "best.json",
+                                       json.dumps({**self.best, "eval": record}, indent=2) + "\n")
+        barrier()
+
+    def _evaluate(self) -> dict:
+        """Score G_ema with the run's evaluator (built at the first call)."""
+        from ..metrics.evaluate import Evaluator, request_from_config
+
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.cfg.data, request_from_config(self.cfg), self.device,
+                                        train=self.run.dataset, progress=self.progress)
+        return self._evaluator(self.run.ema.shadow, self.cfg.model.z_dim)
 
     def save_samples(self) -> Path:
         path = self.out / "samples" / f"step_{self.step:08d}.png"

@@ -1,0 +1,175 @@
+"""Time one training iteration (n_dis D steps + 1 G step + EMA) of a preset, per fast-path option.
+
+    python benchmarks/step_bench.py                                   # cifar10-reacgan, batch 128 and 64
+    python benchmarks/step_bench.py --device cuda --options fp32,bf16,fast --studiogan ~/PyTorch-StudioGAN
+
+Each option is the preset with some ``speed.*`` keys set (see OPTIONS); every contender (each option, and
+with --studiogan the same iteration of PyTorch-StudioGAN's ReACGAN CIFAR10 model, see studiogan_step.py)
+runs on random images of the preset's shape. After the warm-up iterations the contenders take turns, one
+iteration each, so a slower or busier spell of the machine hits all of them alike; the table gives the
+median. FLOPs are counted once per model with torch.utils.flop_counter (eager fp32: the math is the same
+under every option) over one whole iteration, forward and backward.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from condgan.config import build_config  # noqa: E402
+from condgan.data.base import make_dataset  # noqa: E402
+from condgan.presets import load_preset  # noqa: E402
+from condgan.train.build import advance, build_run  # noqa: E402
+
+OPTIONS = {
+    "fp32": [],
+    "channels_last": ["speed.channels_last=true"],
+    "fused_adam": ["speed.fused_adam=true"],
+    "fp32_fast": ["speed.channels_last=true", "speed.fused_adam=true"],  # every fp32 option but compile
+    "compile": ["speed.compile=true"],
+    "bf16": ["speed.precision=bf16"],
+    "fp16": ["speed.precision=fp16"],
+    "fast": ["speed.precision=bf16", "speed.channels_last=true", "speed.fused_adam=true", "speed.compile=true"],
+}
+# dense bf16 tensor-core peak (TFLOP/s) by device-name fragment; --peak-tflops overrides
+BF16_PEAK = {"H100 SXM": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+             "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
+
+
+def condgan_iteration(preset: str, batch: int, option: str, device: torch.device) -> Callable[[int], None]:
+    """iteration(step) of ``preset`` at ``batch`` with ``option``'s speed keys, on random uint8 images."""
+    cfg = build_config(load_preset(preset), [f"train.batch_size={batch}", *OPTIONS[option]])
+    classes = {"cifar100": 100}.get(cfg.data.name, 10)
+    channels = 1 if cfg.data.name == "mnist5k" else 3
+    n = batch * cfg.train.n_dis * 4
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, channels, cfg.data.resolution, cfg.data.resolution), dtype=torch.uint8,
+                           generator=gen)
+    data = make_dataset(images, torch.arange(n) % classes, classes, "random")
+    run = build_run(cfg, device, dataset=data)
+
+    def iteration(step: int) -> None:
+        advance(run, step)
+
+    return iteration
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_flops(iteration: Callable[[int], None], step: int) -> int:
+    with FlopCounterMode(display=False) as counter:
+        iteration(step)
+    return counter.get_total_flops()
+
+
+def measure(contenders: dict[str, Callable[[int], None]], device: torch.device, warmup: int,
+            iterations: int) -> dict[str, list[float]]:
+    """Seconds per iteration of every contender; after ``warmup`` each, the contenders take turns."""
+    for name, iteration in contenders.items():
+        for step in range(warmup):
+            iteration(step)
+        synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for k in range(iterations):
+        for name, iteration in contenders.items():
+            synchronize(device)
+            start = time.perf_counter()
+            iteration(warmup + k)
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK.items() if k in name), None)
+
+
+def bench_batch(args: argparse.Namespace, batch: int, device: torch.device) -> list[dict]:
+    contenders: dict[str, Callable[[int], None]] = {}
+    flops: dict[str, int] = {}
+    for option in args.options:
+        contenders[f"condgan {option}"] = condgan_iteration(args.preset, batch, option, device)
+    flops["condgan"] = count_flops(condgan_iteration(args.preset, batch, "fp32", device), 0)
+    if args.studiogan:
+        from studiogan_step import build_iteration
+
+        for mixed in args.studiogan_precision:
+            iteration, _ = build_iteration(args.studiogan, batch, device, mixed_precision=mixed == "fp16")
+            contenders[f"StudioGAN {mixed}"] = iteration
+        flops["StudioGAN"] = count_flops(build_iteration(args.studiogan, batch, device)[0], 0)
+    times = measure(contenders, device, args.warmup, args.iterations)
+    rows = []
+    for name, ts in times.items():
+        seconds = statistics.median(ts)
+        rows.append({"name": name, "batch": batch, "seconds": seconds, "flops": flops[name.split()[0]],
+                     "spread": (min(ts), max(ts))})
+    return rows
+
+
+def print_table(rows: list[dict], device: torch.device, peak: float | None) -> None:
+    head = f"{'contender':<22} {'batch':>5} {'ms/it':>10} {'img/s':>8} {'GFLOP/it':>9} {'GFLOP/s':>8}"
+    head += f" {'% bf16 peak':>11}" if peak else ""
+    head += f" {'vs StudioGAN':>12}  min..max ms"
+    print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)}, bf16 peak {peak:.0f} TFLOP/s)"
+                                  if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
+    print(head)
+    for r in rows:
+        reference = next((q for q in rows if q["batch"] == r["batch"] and q["name"] == "StudioGAN fp32"), None)
+        rate = r["flops"] / r["seconds"] / 1e9
+        line = (f"{r['name']:<22} {r['batch']:>5} {1e3 * r['seconds']:>10.1f} {r['batch'] / r['seconds']:>8.1f} "
+                f"{r['flops'] / 1e9:>9.1f} {rate:>8.1f}")
+        if peak:
+            line += f" {100 * rate / 1e3 / peak:>10.1f}%"
+        ratio = f"{reference['seconds'] / r['seconds']:.3f}x" if reference else "-"
+        line += f" {ratio:>12}  {1e3 * r['spread'][0]:.0f}..{1e3 * r['spread'][1]:.0f}"
+        print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="cifar10-reacgan")
+    p.add_argument("--batches", default="128,64", help="comma list of batch sizes")
+    p.add_argument("--options", default="fp32,fp32_fast", help=f"comma list of {', '.join(OPTIONS)}")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations per contender (compile: >= 2)")
+    p.add_argument("--iterations", type=int, default=3, help="timed iterations per contender")
+    p.add_argument("--studiogan", help="path of a PyTorch-StudioGAN checkout to time side by side")
+    p.add_argument("--studiogan-precision", default="fp32", help="comma list of fp32, fp16 (its -mpc)")
+    p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, if not in the built-in list")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    args.options = args.options.split(",")
+    args.studiogan_precision = args.studiogan_precision.split(",")
+    unknown = [o for o in args.options if o not in OPTIONS]
+    if unknown:
+        p.error(f"unknown option {unknown[0]!r}; choose from {', '.join(OPTIONS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    rows = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        rows += bench_batch(args, batch, device)
+        print_table(rows, device, peak_tflops(device, args.peak_tflops))
+        print()
+
+
+if __name__ == "__main__":
+    main()

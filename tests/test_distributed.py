@@ -1,0 +1,136 @@
+"""torchrun / DDP on CPU (gloo): collectives with gradients, and whole runs against one process.
+
+Each test launches ``torchrun --nproc_per_node=2`` as a subprocess, as users do (no custom spawning).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from condgan.distributed import World, all_gather_cat, all_reduce_sum, convert_sync_batchnorm, world
+
+TESTS = Path(__file__).parent
+# A tiny BigGAN + D2D-CE on MNIST. G's BN statistics span the global batch (model.sync_bn), nothing is
+# augmented (augmentation draws are each rank's own). Adam's eps is raised from 1e-6 because conv biases in
+# front of a BN have a true gradient of 0: Adam would turn their float rounding (~1e-7, which differs with
+# the summation order) into steps of +-lr; eps 1e-4 keeps those steps below 1e-3 lr.
+TINY = ["model.arch=biggan32", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "model.shared_dim=8",
+        "model.embed_dim=16", "model.sync_bn=true", "data.hflip=false", "optim.eps=1e-4", "train.batch_size=8",
+        "train.n_dis=2", "train.ema_decay=0.5", "train.ema_start=0", "train.log_every=1", "train.sample_every=100"]
+
+
+def _env() -> dict:
+    src = str(TESTS.parent / "src")
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{src}{os.pathsep}{path}" if path else src}
+
+
+def torchrun(args: list[str], cwd: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def train(out: Path, sets: list[str], ranks: int) -> None:
+    args = ["-m", "condgan", "train", "--preset", "mnist5k-reacgan", "--out", str(out), "--no-eval", "--no-progress"]
+    args += [a for s in sets for a in ("--set", s)]
+    if ranks == 2:
+        torchrun(args, out.parent)
+    else:
+        done = subprocess.run([sys.executable, *args], cwd=out.parent, env=_env(), capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def max_gap(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def test_collectives_match_one_process(tmp_path):
+    """Gathered D2D-CE (both forms) and 2C, and SyncBN, against one process on the whole batch."""
+    out = tmp_path / "checks.json"
+    torchrun([str(TESTS / "ddp_checks.py"), str(out)], tmp_path)
+    r = json.loads(out.read_text())
+    assert r["world"] == 2
+    for loss in ("d2d_ce", "d2d_ce_paper", "2c"):
+        c = r[loss]
+        assert c["value"] < 1e-6 and c["grad_table"] < 1e-6, (loss, c)
+        assert c["grad_weight"] < 1e-6 * max(1.0, c["grad_scale"]), (loss, c)
+        assert c["ungathered_grad_weight"] > 1e-3, (loss, c)  # the check can tell a missing gather
+    for key, value in r["sync_bn"].items():
+        assert value < 1e-5, (key, value)
+
+
+def test_ddp_run_equals_one_process(tmp_path):
+    """2 ranks x 4 images vs 1 process x 8 images over the same global batches: same G_ema, G and D."""
+    sets = TINY + ["train.steps=3", "train.ckpt_every=3"]
+    train(tmp_path / "ddp", sets, ranks=2)
+    train(tmp_path / "single", sets, ranks=1)
+    a = load(tmp_path / "ddp/checkpoints/ckpt_00000003.pt")
+    b = load(tmp_path / "single/checkpoints/ckpt_00000003.pt")
+    assert max_gap(a["G_ema"], b["G_ema"]) < 1e-5
+    assert max_gap(a["G"], b["G"]) < 1e-5 and max_gap(a["D"], b["D"]) < 1e-5
+    assert max_gap(a["G_ema"], a["G"]) > 1e-3  # the EMA really averages (it is not a copy of G)
+    assert len(a["rng_ranks"]) == 2 and len(b["rng_ranks"]) == 1
+    assert (tmp_path / "ddp/metrics.jsonl").read_text().count("\n") == 3  # rank 0 alone logs
+
+
+def test_free_adversarial_resumes_at_another_world_size(tmp_path):
+    """FastGAN's delta is gathered into checkpoints: 2 ranks to step 2, then 1 process to step 4, equals
+    1 process all the way (and 2 ranks all the way)."""
+    sets = TINY + ["model.arch=fastgan", "loss.cond=ac", "loss.fake_kl_weight=1.0", "train.strategy=free_adversarial",
+                   "robust.epsilon=0.05", "robust.step_size=0.05", "train.steps=4", "train.ckpt_every=2",
+                   "model.init=xavier"]
+    train(tmp_path / "ddp", sets, ranks=2)
+    shutil.copytree(tmp_path / "ddp", tmp_path / "mixed")
+    (tmp_path / "mixed/checkpoints/ckpt_00000004.pt").unlink()
+    train(tmp_path / "mixed", sets, ranks=1)  # resumes from the 2-rank checkpoint of step 2
+    train(tmp_path / "single", sets, ranks=1)
+    ddp, mixed, single = (load(tmp_path / f"{d}/checkpoints/ckpt_00000004.pt") for d in ("ddp", "mixed", "single"))
+    assert ddp["strategy"]["delta"].shape[0] == 8  # the whole batch's perturbation, not rank 0's half
+    for state in (ddp, mixed):
+        assert max_gap(state["G_ema"], single["G_ema"]) < 1e-5
+        assert max_gap(state["D"], single["D"]) < 1e-5
+        assert (state["strategy"]["delta"] - single["strategy"]["delta"]).abs().max() < 1e-6
+
+
+def test_single_process_helpers_are_identities():
+    x = torch.randn(3, 2, requires_grad=True)
+    assert world() == World() and world().is_main and not world().distributed
+    assert all_gather_cat(x) is x and all_reduce_sum(x) is x
+    assert World(1, 4).shard(8) == slice(2, 4)
+
+
+def test_sync_bn_is_plain_bn_in_one_process():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1), torch.nn.BatchNorm2d(3))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(4, 1, 3, 3)
+    ref = net(x)
+    net.load_state_dict(state)
+    convert_sync_batchnorm(net)
+    assert type(net[1]).__name__ == "SyncBatchNorm2d" and net.state_dict().keys() == state.keys()
+    assert torch.allclose(net(x), ref)
+
+
+@pytest.mark.parametrize("batch", [6, 7])
+def test_batch_must_divide_among_ranks(batch):
+    from condgan.data import BatchSampler, DataError
+    from condgan.data.base import make_dataset
+
+    data = make_dataset(torch.zeros(20, 1, 4, 4, dtype=torch.uint8), torch.zeros(20), 1, "zeros")
+    if batch % 2:
+        with pytest.raises(DataError, match="train.batch_size 7 must be divisible"):
+            BatchSampler(data, batch, 0, World(0, 2))
+    else:
+        halves = [BatchSampler(data, batch, 0, World(r, 2)).next()[0].shape[0] for r in (0, 1)]
+        assert halves == [3, 3]
