@@ -12,6 +12,7 @@ what makes :class:`SyncBatchNorm2d` (G's BN statistics over the global batch) ex
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -65,7 +66,9 @@ def init_from_env(device: str) -> torch.device:
     else:
         dev, backend = torch.device(device), "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, device_id=dev if backend == "nccl" else None)
+        # Other ranks wait in a collective while rank 0 evaluates (eval.every): allow a long evaluation.
+        dist.init_process_group(backend, device_id=dev if backend == "nccl" else None,
+                                timeout=datetime.timedelta(hours=2))
     return dev
 
 

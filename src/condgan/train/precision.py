@@ -8,6 +8,7 @@ throughout; the losses are computed in float32 from D's outputs (see ``DOutput.f
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 
@@ -25,6 +26,11 @@ class Precision:
         self.dtype = DTYPES[mode]
         self.scalers = ({"d": torch.amp.GradScaler(self.device_type), "g": torch.amp.GradScaler(self.device_type)}
                         if mode == "fp16" else {})
+        if self.scalers:
+            # The scaler skips the first steps while it finds its scale; torch then warns that the lr schedule
+            # stepped before the optimiser did, which is expected here.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before",
+                                    category=UserWarning)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context for forward passes: autocast to the run's dtype, or nothing in fp32."""

@@ -94,8 +94,9 @@ class StandardStrategy:
         """
         n = x_real.shape[0]
         with self.precision.autocast():
-            out = self.m.d_fwd(torch.cat([x_real, x_fake.to(x_real.dtype)]), torch.cat([y_real, y_fake]))
-            real, fake = out.float().rows(slice(0, n)), out.float().rows(slice(n, None))
+            # fakes made under autocast are half precision: cat needs one dtype (D's convs cast back anyway)
+            out = self.m.d_fwd(torch.cat([x_real, x_fake.to(x_real.dtype)]), torch.cat([y_real, y_fake])).float()
+            real, fake = out.rows(slice(0, n)), out.rows(slice(n, None))
             reg = self.regularizers.d_terms(self.m.d_local, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
                                             real, fake)
         losses = total("d", self.objective.d_terms(real, fake, y_real, y_fake), reg)
