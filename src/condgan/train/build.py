@@ -1,6 +1,7 @@
 """Wiring: config -> dataset, nets, optimisers, schedulers, EMA, sampler and step strategy."""
 from __future__ import annotations
 
+import inspect
 import random
 from dataclasses import dataclass
 
@@ -115,10 +116,13 @@ def _training_callables(cfg: Config, G: nn.Module, D: nn.Module, device: torch.d
     g_fwd, d_fwd, d_local = G, D, D
     if w.distributed:
         ids = [device.index] if device.type == "cuda" else None
-        # No buffer broadcast per forward: spectral norm's u follows the (identical) weights on every rank,
-        # and BN statistics are either synchronised (model.sync_bn) or rank 0's are the ones kept.
-        g_fwd = DistributedDataParallel(G, device_ids=ids, broadcast_buffers=False)
-        d_fwd = DistributedDataParallel(D, device_ids=ids, broadcast_buffers=False)
+        # Buffers are synchronised once at wrapping, not before every forward: spectral norm's u follows the
+        # (identical) weights on every rank, and BN statistics are either synchronised (model.sync_bn) or rank
+        # 0's are the ones kept. (Newer torch calls the option forward_sync_buffers, older broadcast_buffers.)
+        params = inspect.signature(DistributedDataParallel.__init__).parameters
+        no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False}
+        g_fwd = DistributedDataParallel(G, device_ids=ids, **no_sync)
+        d_fwd = DistributedDataParallel(D, device_ids=ids, **no_sync)
     if cfg.speed.compile:
         g_fwd, d_fwd = torch.compile(g_fwd), torch.compile(d_fwd)
         d_local = torch.compile(D) if w.distributed else d_fwd
