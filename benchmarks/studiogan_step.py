@@ -110,8 +110,10 @@ def build_iteration(checkout: str | Path, batch: int, device: torch.device,
         scaler.update()
 
     def iteration(step: int) -> None:
-        G.train(), D.train()
-        G.requires_grad_(False), D.requires_grad_(True)
+        G.train()
+        D.train()
+        G.requires_grad_(False)  # its worker's toggle_grad: D steps build no graph through G
+        D.requires_grad_(True)
         _set_bn_tracking(G, False)
         for i in range(N_DIS):
             rows = slice((step * N_DIS + i) % 4 * batch, ((step * N_DIS + i) % 4 + 1) * batch)
@@ -121,7 +123,8 @@ def build_iteration(checkout: str | Path, batch: int, device: torch.device,
             real_out, fake_out = D(reals[rows], real_labels[rows]), D(fake, y)
             loss = losses.d_hinge(real_out["adv_output"], fake_out["adv_output"], DDP=False)
             step_with(loss + COND_WEIGHT * cond_loss(**real_out), opt_d)
-        G.requires_grad_(True), D.requires_grad_(False)
+        G.requires_grad_(True)
+        D.requires_grad_(False)
         _set_bn_tracking(G, True)
         opt_g.zero_grad()
         z, y = latents()
