@@ -77,7 +77,8 @@ def build_iteration(checkout: str | Path, batch: int, device: torch.device,
     if not (src / "models" / "big_resnet.py").is_file():
         raise SystemExit(f"--studiogan {checkout}: not a PyTorch-StudioGAN checkout (no src/models/big_resnet.py)")
     _placeholder_modules()
-    sys.path.insert(0, str(src))
+    if str(src) not in sys.path:  # built once per contender: add the checkout once
+        sys.path.insert(0, str(src))
     import models.big_resnet as big_resnet
     import utils.losses as losses
     import utils.ops as ops

@@ -82,6 +82,20 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _gathered(x: torch.Tensor) -> torch.Tensor:
+    """cat over ranks of equally shaped tensors [N, ...] -> [W * N, ...], in rank order (no autograd)."""
+    parts = [torch.empty_like(x) for _ in range(world().size)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def _reduced(x: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+    """``op`` of ``x`` over ranks, on a copy (no autograd)."""
+    out = x.detach().contiguous().clone()
+    dist.all_reduce(out, op=op)
+    return out
+
+
 class _AllGather(torch.autograd.Function):
     """cat over ranks of equally shaped tensors; backward: sum the output gradient over ranks, keep own rows."""
 
@@ -89,15 +103,12 @@ class _AllGather(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         w = world()
         ctx.rows = w.shard(x.shape[0] * w.size)
-        parts = [torch.empty_like(x) for _ in range(w.size)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
+        return _gathered(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)  # gloo has no reduce-scatter; the batch-sized gradient is small
-        return grad[ctx.rows]
+        # gloo has no reduce-scatter; the batch-sized gradient is small
+        return _reduced(grad, dist.ReduceOp.SUM)[ctx.rows]
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -105,15 +116,11 @@ class _AllReduceSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        out = x.contiguous().clone()
-        dist.all_reduce(out)
-        return out
+        return _reduced(x, dist.ReduceOp.SUM)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
+        return _reduced(grad, dist.ReduceOp.SUM)
 
 
 def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
@@ -123,11 +130,7 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
     """
     if not world().distributed:
         return x
-    if x.requires_grad:
-        return _AllGather.apply(x)
-    parts = [torch.empty_like(x) for _ in range(world().size)]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+    return _AllGather.apply(x) if x.requires_grad else _gathered(x)
 
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
@@ -137,20 +140,12 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 
 def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over ranks, without gradient (logging); the identity in a single process."""
-    if not world().distributed:
-        return x
-    out = x.detach().clone()
-    dist.all_reduce(out)
-    return out / world().size
+    return _reduced(x, dist.ReduceOp.SUM) / world().size if world().distributed else x
 
 
 def max_over_ranks(x: torch.Tensor) -> torch.Tensor:
     """Element-wise max of ``x`` over ranks, without gradient; the identity in a single process."""
-    if not world().distributed:
-        return x
-    out = x.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.MAX)
-    return out
+    return _reduced(x, dist.ReduceOp.MAX) if world().distributed else x
 
 
 def gather_objects(obj: object) -> list:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 

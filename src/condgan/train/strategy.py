@@ -57,9 +57,9 @@ class StandardStrategy:
         self.num_classes = num_classes
         device = sampler.dataset.images.device
         self.precision = precision or Precision(cfg.speed.precision, device)
-        gather = all_gather_cat if self.world.distributed else None  # batch-coupled losses span all ranks
-        self.objective = Objective(cfg.loss, num_classes, gather)
-        self.regularizers = Regularizers(cfg, gather)
+        # batch-coupled losses span all ranks (all_gather_cat is the identity in one process)
+        self.objective = Objective(cfg.loss, num_classes, all_gather_cat)
+        self.regularizers = Regularizers(cfg, all_gather_cat)
         # Latents come from their own stream, seeded alike on every rank: each rank draws the whole global
         # batch and keeps its share, so any number of processes sees the same z and y as one process.
         self.noise = torch.Generator(device).manual_seed(cfg.train.seed + NOISE_SEED_OFFSET)
