@@ -100,20 +100,27 @@ class DiscOptBlock(nn.Module):
 class DiscBlock(nn.Module):
     """Pre-activation residual block: x [B, in, H, W] -> [B, out, H', W'] (H' = H/2 if downsample).
 
-    ``hidden``: width between the two 3x3 convs (default ``out_ch``)."""
+    block(x) = F(relu x) + S(relu x) with ``relu_shortcut`` (the default), else F(relu x) + S(x); F = conv3,
+    ReLU, conv3 (, avg-pool 2), S = 1x1 conv (+ avg-pool 2) or the identity. Why both: StudioGAN, whose runs
+    produced the ReACGAN / BigGAN / SNGAN numbers, keeps ``x0 = x`` and then applies ``nn.ReLU(inplace=True)``
+    to ``x``, which rewrites ``x0`` as well, so its shortcut sees relu(x); the official FastGAN nets use the
+    out-of-place ``F.relu`` and their shortcut sees the raw x. Each architecture follows its reference code.
+    ``hidden``: width between the two 3x3 convs (default ``out_ch``).
+    """
 
-    def __init__(self, in_ch: int, out_ch: int, downsample: bool, sn: bool, hidden: int | None = None) -> None:
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, sn: bool, hidden: int | None = None,
+                 relu_shortcut: bool = True) -> None:
         super().__init__()
-        self.downsample = downsample
+        self.downsample, self.relu_shortcut = downsample, relu_shortcut
         hidden = hidden or out_ch
         self.conv0 = conv2d(in_ch, hidden, 3, padding=1, sn=sn)
         self.conv1 = conv2d(hidden, out_ch, 3, padding=1, sn=sn)
         self.conv_sc = conv2d(in_ch, out_ch, 1, sn=sn) if (in_ch != out_ch or downsample) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv0(F.relu(x))  # not in place: x is still needed by the shortcut
-        h = self.conv1(F.relu(h, inplace=True))
-        sc = x
+        a = F.relu(x)  # not in place: x may be needed by the shortcut, and the caller's tensor stays intact
+        h = self.conv1(F.relu(self.conv0(a), inplace=True))
+        sc = a if self.relu_shortcut else x
         if self.downsample:
             h = F.avg_pool2d(h, 2)
             # Average pooling commutes with a 1x1 conv (bias included); pooling first is 4x cheaper.

@@ -20,7 +20,11 @@ class _SpectralNorm:
 
     sigma is the top singular value of ``weight.reshape(out, -1)``, estimated with one power iteration
     per training forward (the left vector ``u`` persists as a buffer, so the estimate converges over
-    steps). In eval mode ``u`` is left untouched.
+    steps). In eval mode ``u`` is left untouched and condgan recomputes ``v = normalize(W^T u)`` from it:
+    sigma = u^T W v. Only ``u`` is stored. ``torch.nn.utils.spectral_norm`` (StudioGAN's layers) stores
+    ``v`` too and in eval mode uses both as stored, with no power step; the two agree exactly when its
+    stored v equals normalize(W^T u) (as after a condgan training forward) and up to the power iteration's
+    convergence otherwise.
     """
 
     weight: nn.Parameter

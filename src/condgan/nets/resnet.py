@@ -4,10 +4,11 @@ G: z -> Linear -> [c_0, 4, 4]; residual up-blocks c_i -> c_{i+1} (nearest x2; BN
    one-hot: a per-class gain and bias); BN, ReLU, 3x3 conv, tanh.
 D: optimised block (img -> d_0, /2), then pre-activation blocks d_{i-1} -> d_i (some downsampling), ReLU,
    sum-pool, shared heads.
-``resnet32`` is the SNGAN CIFAR layout: G 3 blocks at model.g_width (256), D 4 blocks at model.d_width (128),
-only the first block after the optimised one downsamples (8x8 at the end). ``fastgan`` is the layout of
-the FastGAN code: every D block downsamples to 2x2; at 32 px all widths equal (128), at 64 px G narrows
-16w -> w and D widens w -> 16w (w = 64), D's hidden convs keep the input width; no SN, Xavier init and
+``resnet32`` is the SNGAN CIFAR layout of StudioGAN: G 3 blocks at model.g_width (256), D 4 blocks at
+model.d_width (128), only the first block after the optimised one downsamples (8x8 at the end), D blocks'
+shortcuts see relu(x). ``fastgan`` is the layout of the FastGAN code: every D block downsamples to 2x2 and
+its shortcut sees the raw x; at 32 px all widths equal (128), at 64 px G narrows 16w -> w and D widens
+w -> 16w (w = 64), D's hidden convs keep the input width; no SN, Xavier init and
 per-class BN gains starting at 1. Left as in the rest of condgan: BN eps 1e-4 (the reference: 2e-5 in the
 per-class BNs, 1e-5 in the last) and a bias-free classifier head (10 parameters at 32 px).
 ``conditional=False`` gives the unconditional G of the "w/o condition" rows (one class: plain BN affine).
@@ -61,21 +62,23 @@ class ResNetDiscriminator(nn.Module):
     """D(x [B, img_channels, R, R], y [B] long) -> DOutput (features are [B, channels[-1]]).
 
     ``channels``: the optimised block's width, then each later block's; ``downsample``: per later block;
-    ``hidden_in``: a block's first conv keeps its input width (FastGAN) instead of the output width.
+    ``hidden_in``: a block's first conv keeps its input width (FastGAN) instead of the output width;
+    ``relu_shortcut``: the blocks' shortcut sees relu(x) (StudioGAN) or x (FastGAN), see :class:`DiscBlock`.
     Default: ``width`` four times with the SNGAN CIFAR downsampling.
     """
 
     def __init__(self, num_classes: int = 10, width: int = 128, img_channels: int = 3, cond: str = "pd",
                  embed_dim: int = 512, sn: bool = True, init: str = "orthogonal", aux: str = "none",
                  channels: Sequence[int] | None = None, downsample: Sequence[bool] = D_DOWNSAMPLE,
-                 hidden_in: bool = False) -> None:
+                 hidden_in: bool = False, relu_shortcut: bool = True) -> None:
         super().__init__()
         channels = tuple(channels or (width,) * 4)
         if len(downsample) != len(channels) - 1:
             raise ValueError(f"downsample needs one flag per block after the first; got {len(downsample)} "
                              f"for {len(channels)} widths")
         self.opt_block = DiscOptBlock(img_channels, channels[0], sn)
-        self.blocks = nn.ModuleList(DiscBlock(c_in, c_out, down, sn, hidden=c_in if hidden_in else c_out)
+        self.blocks = nn.ModuleList(DiscBlock(c_in, c_out, down, sn, hidden=c_in if hidden_in else c_out,
+                                              relu_shortcut=relu_shortcut)
                                     for c_in, c_out, down in zip(channels[:-1], channels[1:], downsample))
         self.heads = DiscriminatorHeads(channels[-1], num_classes, cond, embed_dim, sn, aux)
         init_weights(self, init)
@@ -107,5 +110,5 @@ def fastgan_pair(resolution: int, z_dim: int, num_classes: int, g_width: int, d_
     down = (True,) * (int(math.log2(resolution)) - 2)
     d = ResNetDiscriminator(num_classes, img_channels=img_channels, cond=cond, embed_dim=embed_dim, sn=d_sn,
                             init=init, aux=aux, channels=[d_width * m for m in d_mult], downsample=down,
-                            hidden_in=True)
+                            hidden_in=True, relu_shortcut=False)  # the FastGAN code's out-of-place F.relu
     return g, d
