@@ -24,8 +24,12 @@ def trained(tmp_path, name: str, *overrides: str, steps: int = 3) -> Trainer:
 def iteration_record(*overrides: str) -> tuple[dict, list[list[torch.Tensor]]]:
     """Losses and every optimiser step's gradients over 2 iterations at lr 0 (the weights never move, so
     each pass of both runs starts from the same weights: differences are the passes' own)."""
-    cfg = build_config(load_preset("mnist5k-reacgan"), TINY + ["optim.g_lr=0", "optim.d_lr=0", *overrides])
+    cfg = build_config(load_preset("mnist5k-reacgan"), TINY + list(overrides))
     run = build_run(cfg, torch.device("cpu"))
+    for sched in (run.sched_g, run.sched_d):  # lr 0 (not a valid config value) set on the built schedules
+        sched.base_lrs = [0.0] * len(sched.base_lrs)
+        for group in sched.optimizer.param_groups:
+            group["lr"] = 0.0
     grads: list[list[torch.Tensor]] = []
     for opt in (run.models.opt_d, run.models.opt_g):
         opt.register_step_pre_hook(lambda o, *_: grads.append([p.grad.clone() for g in o.param_groups
@@ -101,6 +105,7 @@ def test_fp16_scalers_are_checkpointed_and_resume_exactly(tmp_path):
     cfg = straight.cfg
     first = Trainer(cfg, tmp_path / "resumed", progress=False)
     first.train(until=2)
+    first.close()  # a run dir has one owner at a time
     state = torch.load(tmp_path / "resumed/checkpoints/ckpt_00000002.pt", weights_only=True)
     assert set(state["strategy"]["scalers"]) == {"d", "g"}
     assert state["strategy"]["scalers"]["d"]["scale"] > 0

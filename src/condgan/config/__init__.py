@@ -1,0 +1,63 @@
+"""Typed run configuration: dataclasses, YAML presets, ``--set`` overrides and validation.
+
+A config is a tree of dataclasses addressed by dotted keys (``train.steps``). Presets are partial YAML
+trees applied over the defaults; ``--set key=value`` overrides are type-checked against the field types.
+Every error is a one-line :class:`ConfigError` that names the offending key.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .keys import apply_tree, diff, parse_override, set_value, to_dict, to_flat, valid_keys
+from .schema import (Config, ConfigError, DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RegConfig,
+                     RobustConfig, SpeedConfig, TrainConfig)
+from .validate import validate
+
+
+def from_dict(tree: dict) -> Config:
+    cfg = Config()
+    apply_tree(cfg, tree)
+    validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML config file; a missing, unreadable, binary or non-YAML file is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        tree = yaml.safe_load(text) or {}
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a UTF-8 text file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return tree
+
+
+def build_config(base_tree: dict | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then a preset/config tree, then ``key=value`` overrides; validated."""
+    cfg = Config()
+    if base_tree:
+        apply_tree(cfg, base_tree)
+    for text in overrides or []:
+        set_value(cfg, *parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig",
+           "RegConfig", "RobustConfig", "SpeedConfig", "TrainConfig", "apply_tree", "build_config", "diff",
+           "from_dict", "load_yaml", "parse_override", "set_value", "to_dict", "to_flat", "to_yaml", "valid_keys",
+           "validate"]

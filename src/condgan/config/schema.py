@@ -1,0 +1,160 @@
+"""The run configuration's schema: one dataclass per section, each field with its default and, for named
+options, its choices."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, key or file; the message names the culprit."""
+
+
+def _choice(*options: str, default: str) -> Any:
+    return field(default=default, metadata={"choices": options})
+
+
+@dataclass
+class DataConfig:
+    name: str = _choice("mnist5k", "cifar10", "cifar100", "folder", "npz", default="mnist5k")
+    root: str = ""  # archive / folder / .npz path; "" = the cache dir (cifar) where that makes sense
+    resolution: int = 32
+    hflip: bool = False  # random horizontal flip
+    crop_scale: float = 1.0  # random-resized-crop minimum area scale; 1.0 = off
+    crop_ratio: float = 4 / 3  # random-resized-crop largest aspect ratio (its inverse the smallest); 1 = square
+    download: bool = True  # cifar: download (checksum-verified) when missing and online
+
+
+@dataclass
+class ModelConfig:
+    # dcgan: the small demo pair; deep_cnn: StudioGAN's DCGAN (fixed widths); resnet32: SNGAN / WGAN-GP ResNet
+    # (g_width, d_width are its block channels); biggan32: BigGAN (blocks at 4 g_width / 2 d_width)
+    # fastgan: the FastGAN / SNGAN-ImageNet ResNet pair (32 or 64 px, D downsampling to 2x2, no attention)
+    arch: str = _choice("dcgan", "deep_cnn", "resnet32", "biggan32", "fastgan", default="dcgan")
+    z_dim: int = 64
+    g_width: int = 64  # base channel width of G
+    d_width: int = 64  # base channel width of D
+    shared_dim: int = 128  # biggan: shared class embedding fed to conditional BN
+    attention: bool = True  # biggan: self-attention at 16x16 in G and D
+    g_sn: bool = False  # spectral norm in G
+    d_sn: bool = True  # spectral norm in D
+    embed_dim: int = 512  # D2D-CE / 2C embedding dimension
+    init: str = _choice("orthogonal", "normal", "xavier", "default", default="orthogonal")
+    sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch, not each rank's share
+
+
+@dataclass
+class LossConfig:
+    adv: str = _choice("hinge", "ns", "ls", "wasserstein", "mh", default="hinge")  # mh goes with cond mh
+    # none: unconditional G and D ("w/o condition"); pd: projection; ac: auxiliary classifier; mh: multi-hinge;
+    # 2c: ContraGAN's conditional contrastive loss; d2d_ce: ReACGAN
+    cond: str = _choice("d2d_ce", "2c", "ac", "mh", "pd", "none", default="d2d_ce")
+    aux: str = _choice("none", "tac", "adc", default="none")  # twin (TAC) or discriminative (ADC) classifier
+    cond_weight: float = 0.5  # lambda of the conditional term (D and G; for mh: G's multi-hinge weight)
+    g_cond_weight: float | None = None  # G's conditional weight when it differs from D's (FastGAN alpha_g)
+    fake_kl_weight: float = 0.0  # ac: D's KL(uniform || p(.|x_fake)) on fakes (FastGAN alpha_f); 0 = off
+    d_fake_weight: float = 1.0  # weight of D's adversarial loss on fakes (2 in FastGAN's RobGAN baseline)
+    fm_weight: float = 0.0  # feature matching in G: mean_d |E h_fake - E h_real| (MHGAN uses 1.0)
+    ac_fake_in_d: bool = False  # original ACGAN: D also classifies fakes (ACGAN-Mod: real only)
+    tac_d_weight: float = 1.0  # TAC: weight of the twin classifier's loss on fakes in D
+    tac_g_weight: float = 1.0  # TAC: weight of minus that loss in G
+    temperature: float = 0.5  # D2D-CE / 2C
+    m_p: float = 0.98  # D2D-CE positive margin
+    m_n: float | None = None  # D2D-CE negative margin; None = 1 - m_p
+    reference_form: bool = True  # D2D-CE as in the reference code (see losses.conditional)
+
+
+@dataclass
+class RegConfig:
+    """Regularisers; a weight of 0 turns one off."""
+    gp: float = 0.0  # WGAN-GP gradient penalty on real-fake interpolates
+    dra: float = 0.0  # DRAGAN gradient penalty around perturbed reals
+    r1: float = 0.0  # R1 gamma: gamma/2 E||grad D(x_real)||^2
+    cr: float = 0.0  # consistency regularisation: D(x_real) vs D(T(x_real))
+    bcr_real: float = 0.0  # balanced CR, real side
+    bcr_fake: float = 0.0  # balanced CR, fake side
+    zcr_d: float = 0.0  # latent CR in D: D(G(z)) vs D(G(z + noise))
+    zcr_g: float = 0.0  # latent CR in G: rewards ||G(z) - G(z + noise)||
+    zcr_sigma: float = 0.05  # std of the latent noise of zCR
+    lecam: float = 0.0  # LeCam regulariser weight
+    lecam_decay: float = 0.99  # EMA decay of D's mean real/fake outputs for LeCam
+    lecam_start: int = 1000  # G steps before which the EMAs track the last batch and LeCam is off
+    topk: bool = False  # top-k training: G's adversarial loss over the k best fakes only
+    topk_gamma: float = 0.99  # k = max(gamma^epoch, nu) * batch
+    topk_nu: float = 0.5
+
+
+@dataclass
+class RobustConfig:
+    """Adversarial training of D on perturbed reals (train.strategy free_adversarial or pgd)."""
+    epsilon: float = 0.006  # L-inf radius of the perturbation, in pixel units of [-1, 1] images
+    step_size: float = 0.006  # tau: size of each signed-gradient ascent step
+    replays: int = 2  # free_adversarial: m D steps on the same real and fake batch per D iteration
+    delta_init: str = _choice("normal", "zero", default="normal")  # free_adversarial: N(0, 1) clamped, or 0
+    pgd_steps: int = 3  # pgd: ascent steps from a uniform start in [-epsilon, epsilon] per D step
+
+
+@dataclass
+class OptimConfig:
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    eps: float = 1e-6
+    # linear: to 0 over train.steps; exp: lr_0 * 0.5^(t / lr_half_life), t = finished G steps (FastGAN)
+    lr_decay: str = _choice("none", "linear", "exp", default="none")
+    lr_half_life: int = 80000  # kappa of the exp decay, in G steps
+    lr_decay_start: int = 0  # linear: G steps at the full rate before the decay starts
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # generator steps
+    batch_size: int = 64
+    n_dis: int = 1  # D iterations per G step, each on its own real batch
+    # the update order of one iteration: standard; free_adversarial (FastGAN); pgd (RobGAN); see robust.*
+    strategy: str = _choice("standard", "free_adversarial", "pgd", default="standard")
+    seed: int = 0
+    ema_decay: float = 0.999
+    ema_start: int = 0  # G steps before which G_ema is a plain copy of G
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 500
+    keep_ckpts: int = 3
+
+
+@dataclass
+class SpeedConfig:
+    """The fast path (mostly for CUDA). Each option changes speed, not the math: all off is plain fp32."""
+    # bf16: autocast to bfloat16; fp16: autocast to float16 with a loss scaler per net (saved in checkpoints).
+    # Losses, spectral norm's power iteration and D2D-CE / 2C similarities stay in float32 either way.
+    precision: str = _choice("fp32", "bf16", "fp16", default="fp32")
+    channels_last: bool = False  # NHWC nets and images (faster convolutions with cuDNN and oneDNN)
+    compile: bool = False  # torch.compile G and D (the first steps compile; needs a C++ compiler on CPU)
+    fused_adam: bool = False  # one fused kernel per Adam step instead of a loop over parameters
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = 2000  # EMA-G samples per evaluation (periodic and end of training)
+    every: int = 0  # G steps between evaluations during training, a multiple of train.ckpt_every; 0 = off
+    metrics: str = "fid,acc"  # comma list of fid, is, prdc, ifid, acc, cas
+    best: str = "fid"  # the value that picks checkpoints/best.pt (fid, ifid: lower is better; others: higher)
+    backbone: str = _choice("classifier", "inception", default="classifier")
+    ref: str = _choice("test", "train", default="test")  # reference split of the real images
+    resize: str = _choice("bilinear", "clean", default="bilinear")  # inception backbone input resize
+
+
+@dataclass
+class Config:
+    description: str = ""
+    reproduces: str = ""  # the paper table row a preset reproduces, with the paper's figure
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

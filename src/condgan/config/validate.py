@@ -1,0 +1,114 @@
+"""Cross-field checks of a config that single-field types cannot express; each error names the key."""
+from __future__ import annotations
+
+from .keys import to_flat
+from .schema import Config, ConfigError
+
+POSITIVE = ("train.steps", "train.batch_size", "train.n_dis", "train.log_every", "train.sample_every",
+            "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim", "model.g_width",
+            "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays", "robust.pgd_steps",
+            "optim.lr_half_life", "optim.g_lr", "optim.d_lr", "loss.temperature")
+
+# key -> (low, high, interval as written in the message); "[" / "]" closed, "(" / ")" open
+INTERVALS = {
+    "optim.beta1": (0.0, 1.0, "[0, 1)"),
+    "optim.beta2": (0.0, 1.0, "[0, 1)"),
+    "optim.eps": (0.0, float("inf"), "[0, inf)"),
+    "train.seed": (0, 2**32 - 1, "[0, 4294967295]"),  # what numpy's global seed accepts
+    "train.ema_start": (0, float("inf"), "[0, inf)"),
+    "train.ema_decay": (0.0, 1.0, "[0, 1)"),
+    "loss.m_p": (-1.0, 1.0, "(-1, 1]"),  # a cosine-similarity margin
+    "data.crop_ratio": (1.0, float("inf"), "[1, inf)"),
+    "data.crop_scale": (0.0, 1.0, "(0, 1]"),
+}
+
+
+def _inside(value: float, low: float, high: float, written: str) -> bool:
+    above = value > low if written[0] == "(" else value >= low
+    below = value < high if written[-1] == ")" else value <= high
+    return above and below
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that single-field types cannot express."""
+    flat = to_flat(cfg)
+    for key in POSITIVE:
+        if flat[key] <= 0:
+            raise ConfigError(f"config key '{key}' must be positive; got {flat[key]!r}")
+    for key, (low, high, written) in INTERVALS.items():
+        if not _inside(flat[key], low, high, written):
+            raise ConfigError(f"config key '{key}' must be in {written}; got {flat[key]!r}")
+    if not 0 <= cfg.optim.lr_decay_start < cfg.train.steps:
+        raise ConfigError(f"config key 'optim.lr_decay_start' must be in [0, train.steps); "
+                          f"got {cfg.optim.lr_decay_start}")
+    _validate_eval(cfg)
+    _validate_loss(cfg)
+    _validate_strategy(cfg)
+    if cfg.model.arch == "biggan32" and cfg.model.z_dim % 4:
+        raise ConfigError(f"config key 'model.z_dim' must split into 4 chunks for biggan32; got {cfg.model.z_dim}")
+
+
+def _validate_loss(cfg: Config) -> None:
+    loss, reg = cfg.loss, cfg.reg
+    if (loss.adv == "mh") != (loss.cond == "mh"):
+        raise ConfigError(f"config keys 'loss.adv' and 'loss.cond': the multi-hinge loss replaces the adversarial "
+                          f"loss, so both must be mh or neither; got adv={loss.adv!r}, cond={loss.cond!r}")
+    if reg.topk and loss.cond == "mh":
+        raise ConfigError("config key 'reg.topk' cannot be used with loss.cond mh (no scalar adversarial logit)")
+    if loss.aux != "none" and loss.cond not in ("ac", "2c", "d2d_ce"):
+        raise ConfigError(f"config key 'loss.aux' ({loss.aux}) needs loss.cond ac, 2c or d2d_ce; got {loss.cond!r}")
+    if loss.ac_fake_in_d and loss.cond != "ac":
+        raise ConfigError(f"config key 'loss.ac_fake_in_d' needs loss.cond ac; got {loss.cond!r}")
+    if loss.fake_kl_weight and (loss.cond != "ac" or loss.aux == "adc"):
+        raise ConfigError(f"config key 'loss.fake_kl_weight' needs loss.cond ac over C classes (aux none or tac); "
+                          f"got cond={loss.cond!r}, aux={loss.aux!r}")
+    if loss.d_fake_weight <= 0 or (loss.d_fake_weight != 1.0 and loss.cond == "mh"):
+        raise ConfigError(f"config key 'loss.d_fake_weight' must be positive (and 1 with loss.cond mh); "
+                          f"got {loss.d_fake_weight}")
+    for key in ("fake_kl_weight", "g_cond_weight"):
+        if (getattr(loss, key) or 0.0) < 0:
+            raise ConfigError(f"config key 'loss.{key}' must be >= 0; got {getattr(loss, key)}")
+    for name, value in vars(reg).items():
+        if isinstance(value, float) and value < 0:
+            raise ConfigError(f"config key 'reg.{name}' must be >= 0; got {value}")
+    if not 0.0 <= reg.lecam_decay < 1.0:
+        raise ConfigError(f"config key 'reg.lecam_decay' must be in [0, 1); got {reg.lecam_decay}")
+    if not (0.0 < reg.topk_gamma <= 1.0 and 0.0 < reg.topk_nu <= 1.0):
+        raise ConfigError(f"config keys 'reg.topk_gamma' and 'reg.topk_nu' must be in (0, 1]; "
+                          f"got {reg.topk_gamma}, {reg.topk_nu}")
+
+
+# D-side regularisers need real and fake outputs of one pass; the robust strategies do not offer that.
+D_REGULARIZERS = ("gp", "dra", "r1", "cr", "bcr_real", "bcr_fake", "zcr_d", "lecam")
+
+
+def _validate_strategy(cfg: Config) -> None:
+    r = cfg.robust
+    for key in ("epsilon", "step_size"):
+        if getattr(r, key) < 0:
+            raise ConfigError(f"config key 'robust.{key}' must be >= 0; got {getattr(r, key)}")
+    if cfg.train.strategy == "standard":
+        return
+    for name in D_REGULARIZERS:
+        if getattr(cfg.reg, name):
+            raise ConfigError(f"config key 'reg.{name}' cannot be used with train.strategy {cfg.train.strategy} "
+                              f"(D's real and fake passes are separate there)")
+
+
+def _validate_eval(cfg: Config) -> None:
+    from ..metrics.errors import EvalError  # lazy: the metrics package imports this module
+    from ..metrics.suite import METRICS, check_metric_names, parse_metrics
+
+    e = cfg.eval
+    if e.every < 0 or (e.every and e.every % cfg.train.ckpt_every):
+        raise ConfigError(f"config key 'eval.every' must be 0 or a multiple of train.ckpt_every "
+                          f"({cfg.train.ckpt_every}); got {e.every}")
+    names = parse_metrics(e.metrics)
+    try:
+        check_metric_names(names)
+    except EvalError as err:
+        raise ConfigError(f"config key 'eval.metrics': {err}") from None
+    values = [v for m in names for v in METRICS[m].values]
+    if e.every and e.best not in values:
+        raise ConfigError(f"config key 'eval.best' must be a value of eval.metrics ({', '.join(values)}); "
+                          f"got {e.best!r}")
