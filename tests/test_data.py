@@ -180,12 +180,12 @@ def test_npz_dataset(tmp_path):
     path = tmp_path / "d.npz"
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     np.savez(path, images=images, labels=np.array([0, 1, 2, 0, 1, 2]),
-             test_images=images[:2], test_labels=np.array([4, 1]))
+             test_images=images[:2], test_labels=np.array([2, 1]))
     train = load_dataset(DataConfig(name="npz", root=str(path)))
-    assert train.images.shape == (6, 3, 32, 32) and train.num_classes == 5
+    assert train.images.shape == (6, 3, 32, 32) and train.num_classes == 3
     assert torch.equal(train.images, torch.from_numpy(images).permute(0, 3, 1, 2))
     test = load_dataset(DataConfig(name="npz", root=str(path)), "test")
-    assert test.labels.tolist() == [4, 1] and test.num_classes == 5
+    assert test.labels.tolist() == [2, 1] and test.num_classes == 3
     np.savez(path, images=images.transpose(0, 3, 1, 2), labels=np.arange(6))
     chw = load_dataset(DataConfig(name="npz", root=str(path), resolution=16), "test")
     assert chw.images.shape == (6, 3, 16, 16) and chw.num_classes == 6

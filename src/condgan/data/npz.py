@@ -2,7 +2,9 @@
 
 ``images`` is uint8 [N, H, W, C], [N, C, H, W] (C in 1, 3) or [N, H, W]; ``labels`` is integer [N].
 Optional ``test_images`` / ``test_labels`` form the test split; without them both splits read the
-training arrays. num_classes = 1 + the largest label over both splits, so they agree.
+training arrays. The classes are named by an optional ``class_names`` array of strings (C = its length);
+without it, C = 1 + the largest label over both splits. Labels must lie in [0, C) and every class must have
+training images: a stray label (100000 among three classes) would otherwise build a 100001-class model.
 """
 from __future__ import annotations
 
@@ -62,6 +64,42 @@ def _read(path: Path, keys: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     return images, _check_labels(labels, images.shape[0], f"{path}: '{keys[1]}'")
 
 
+def _class_count(path: Path, names: np.ndarray | None, train_labels: np.ndarray, test_labels: np.ndarray) -> int:
+    """C from ``class_names`` or the labels, after checking that every label is a class with training images."""
+    largest = max(int(train_labels.max(initial=-1)), int(test_labels.max(initial=-1)))
+    if names is not None:
+        num_classes = len(names)
+        if largest >= num_classes:
+            raise DataError(f"{path}: label {largest} is outside the {num_classes} classes named by 'class_names'")
+    else:
+        num_classes = largest + 1
+    if num_classes > train_labels.size:  # checked before counting, which would allocate per class
+        raise DataError(f"{path}: the labels imply {num_classes} classes (0 to {largest}) for {train_labels.size} "
+                        f"training images; labels must be 0..C-1 with images in every class")
+    empty = np.flatnonzero(np.bincount(train_labels, minlength=num_classes) == 0)
+    if empty.size:
+        which = f"'{names[empty[0]]}' (label {empty[0]})" if names is not None else f"label {empty[0]}"
+        raise DataError(f"{path}: class {which} has no training images ({empty.size} of {num_classes} classes are "
+                        f"empty); labels must be 0..C-1 with images in every class")
+    return num_classes
+
+
+def _class_names(path: Path) -> np.ndarray | None:
+    """The optional ``class_names`` array: strings, one per class."""
+    with _open(path) as archive:
+        if "class_names" not in archive.files:
+            return None
+        try:
+            names = archive["class_names"]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: cannot read 'class_names' (an array of strings): "
+                            f"{' '.join(str(err).split())}") from None
+    if names.ndim != 1 or names.dtype.kind not in "US" or names.size == 0:
+        raise DataError(f"{path}: 'class_names' must be a non-empty 1-d array of strings, got {names.dtype} "
+                        f"{names.shape}")
+    return names
+
+
 def load_npz(root: str, split: str, resolution: int) -> ImageDataset:
     """uint8 [N, C, R, R] images from an .npz file (centre-cropped and resized when not R x R)."""
     if not root:
@@ -75,7 +113,7 @@ def load_npz(root: str, split: str, resolution: int) -> ImageDataset:
     test = _read(path, ("test_images", "test_labels")) if has_test else train
     if train[0].shape[1] != test[0].shape[1]:
         raise DataError(f"{path}: 'images' and 'test_images' have different channel counts")
-    num_classes = 1 + max(int(part[1].max(initial=-1)) for part in (train, test))
+    num_classes = _class_count(path, _class_names(path), train[1], test[1])
     images, labels = train if split == "train" else test
     if images.shape[0] == 0:
         raise DataError(f"{path}: the {split} split is empty")
