@@ -169,6 +169,7 @@ def test_lecam_state_resumes_bitwise(tmp_path):
     straight.train()
     first = Trainer(cfg, tmp_path / "b", progress=False)
     first.train(until=2)
+    first.close()  # a run dir has one owner at a time
     resumed = Trainer(cfg, tmp_path / "b", progress=False)
     assert resumed.step == 2
     resumed.train()

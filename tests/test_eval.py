@@ -311,6 +311,7 @@ def test_periodic_eval_keeps_best_and_training_unchanged(tmp_path):
     evald = ["train.steps=4", "train.ckpt_every=2", "eval.every=2", "eval.metrics=fid,acc", "eval.best=acc_top1"]
     half = Trainer(tiny_cfg(*evald), tmp_path / "eval", progress=False)
     half.train(until=2)
+    half.close()  # a run dir has one owner at a time
     resumed = Trainer(tiny_cfg(*evald), tmp_path / "eval", progress=False)
     assert resumed.step == 2 and resumed.best["step"] == 2
     resumed.train()
@@ -340,7 +341,7 @@ def test_eval_config_errors_name_the_key(override, culprit):
 def test_cli_eval_bad_targets_are_one_line(tmp_path, capsys):
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
-    for target, culprit in ((tmp_path / "missing", "missing"), (foreign, "not a condgan training checkpoint"),
+    for target, culprit in ((tmp_path / "missing", "missing"), (foreign, "not a condgan checkpoint"),
                             (tmp_path, "no checkpoint in")):
         assert main(["eval", str(target), "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()

@@ -227,7 +227,7 @@ def test_free_adversarial_resume_is_bitwise_exact(tmp_path):
     first.train(until=n)
     saved = torch.load(ckpt.list_checkpoints(tmp_path / "resumed" / "checkpoints")[-1], weights_only=True)
     assert torch.equal(saved["strategy"]["delta"], first.run.strategy.delta)  # delta is in the checkpoint
-    del first
+    first.close()  # a run dir has one owner at a time
     second = Trainer(cfg, tmp_path / "resumed", progress=False)
     assert second.step == n and torch.equal(second.run.strategy.delta, saved["strategy"]["delta"])
     second.train()

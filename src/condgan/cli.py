@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,14 +23,11 @@ def resolve_config(preset: str | None, config_file: str | None, overrides: list[
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
     from . import distributed
+    from .devices import parse_device
 
     cfg = resolve_config(args.preset, args.config, args.set)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
-    device = args.device
+    device = parse_device(args.device)
     if distributed.launched_by_torchrun():  # torchrun --nproc_per_node=N -m condgan train ...
         device = distributed.init_from_env(args.device)
     try:
@@ -41,25 +39,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _train(cfg: Config, args: argparse.Namespace, device, is_main: bool) -> int:
     from .train.trainer import Trainer
 
-    trainer = Trainer(cfg, args.out, device=device, progress=not args.no_progress)
-    if trainer.resumed_from is not None and is_main:
-        print(f"resuming from {trainer.resumed_from} (step {trainer.step}/{cfg.train.steps})")
-    trainer.train()
-    if not is_main:
-        return 0
-    print(f"training done: {trainer.step} steps in {args.out}")
-    if not args.no_eval:
-        from .metrics.report import final_report
-
-        report = final_report(trainer, progress=not args.no_progress)
-        from .train.checkpoint import write_text_atomic
-
-        write_text_atomic(Path(args.out) / "final_eval.json", json.dumps(report, indent=2) + "\n")
-        print(f"evaluation classifier accuracy on {report['real_images']} held-out real images: "
-              f"{report['real_test_accuracy']:.4f}")
-        print(f"conditional accuracy of {report['num_samples']} EMA-G samples: "
-              f"{report['conditional_accuracy']:.4f}")
+    with Trainer(cfg, args.out, device=device, progress=not args.no_progress) as trainer:  # owns the run dir
+        if trainer.resumed_from is not None and is_main:
+            print(f"resuming from {trainer.resumed_from} (step {trainer.step}/{cfg.train.steps})")
+        trainer.train()
+        if not is_main:
+            return 0
+        print(f"training done: {trainer.step} steps in {args.out}")
+        if not args.no_eval:
+            _final_report(trainer, args)
     return 0
+
+
+def _final_report(trainer, args: argparse.Namespace) -> None:
+    from .files import write_text_atomic
+    from .metrics.report import final_report
+
+    report = final_report(trainer, progress=not args.no_progress)
+    write_text_atomic(Path(args.out) / "final_eval.json", json.dumps(report, indent=2) + "\n")
+    print(f"evaluation classifier accuracy on {report['real_images']} {report['real_images_are']}: "
+          f"{report['real_accuracy']:.4f}")
+    print(f"conditional accuracy of {report['num_samples']} EMA-G samples: {report['conditional_accuracy']:.4f}")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -114,21 +114,46 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .metrics.errors import EvalError
+    from .notices import print_warnings_as_lines
     from .train.checkpoint import CheckpointError
     from .train.trainer import TrainingDiverged
 
+    print_warnings_as_lines()
     args = make_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handlers, not at interpreter exit
+        return code
     except (ConfigError, DataError, CheckpointError, EvalError) as e:
-        print(f"condgan: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e), 2)
     except TrainingDiverged as e:
-        print(f"condgan: error: {e}", file=sys.stderr)
-        return 3
+        return _fail(str(e), 3)
+    except BrokenPipeError:  # `condgan presets | head`: the reader left; say nothing more
+        _silence_stdout()
+        return 141
+    except OSError as e:  # disk full, read-only or missing folders, permissions: name the file
+        return _fail(describe_os_error(e), 2)
     except KeyboardInterrupt:
         print("condgan: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def describe_os_error(e: OSError) -> str:
+    """``<what went wrong>: <file>`` in one line."""
+    what = e.strerror or " ".join(str(e).split()) or type(e).__name__
+    where = f": {e.filename}" if e.filename else ""
+    return f"{what}{where}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"condgan: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, from_dict
+from .config import Config, ConfigError, from_dict
+from .files import PendingFile
 from .metrics.errors import EvalError
 from .metrics.evaluate import DEFAULT_METRICS, EvalRequest, Evaluator
 from .metrics.suite import parse_metrics
@@ -39,26 +40,48 @@ def load_generator(cfg: Config, state: dict, path: Path, num_classes: int, chann
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    device = torch.device(args.device)
+    from .devices import parse_device
+
+    device = parse_device(args.device)
+    _check_counts(args)
     run_dir, path = resolve_target(args.target)
-    state = ckpt.load(path)
-    if not isinstance(state.get("config"), dict) or "G_ema" not in state:
-        raise ckpt.CheckpointError(f"checkpoint {path} is not a condgan training checkpoint")
-    cfg = from_dict(state["config"])
+    out = Path(args.out) if args.out else run_dir / "eval.json"
+    if not out.parent.is_dir():
+        raise EvalError(f"--out {out}: the folder {out.parent} does not exist")
+    state = ckpt.load_checkpoint(path, ckpt.GENERATOR_KEYS)
+    bad = ckpt.first_nonfinite({f"G_ema.{k}": v for k, v in state["G_ema"].items() if isinstance(v, torch.Tensor)})
+    if bad is not None:  # a diverged run's generator is not scored (checked before any slow work)
+        raise EvalError(f"checkpoint {path}: {bad} holds NaN or infinity; a diverged generator is not scored")
+    try:
+        cfg = from_dict(state["config"])
+    except ConfigError as e:
+        raise ckpt.CheckpointError(f"checkpoint {path} holds a config this condgan cannot use: {e}") from None
     request = EvalRequest(metrics=parse_metrics(args.metrics), backbone=args.backbone,
                           num_samples=args.num or cfg.eval.num_samples, ref_split=args.ref, resize=args.resize,
                           batch_size=args.batch_size, seed=args.seed, is_splits=args.is_splits,
                           inception_weights=args.inception_weights, allow_download=not args.no_download)
-    evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress)
-    train = evaluator.train
-    G = load_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
-    record = {"checkpoint": str(path), "step": int(state.get("step", -1)), "generator": "G_ema",
-              **evaluator(G, cfg.model.z_dim)}
-    out = Path(args.out) if args.out else run_dir / "eval.json"
-    ckpt.write_text_atomic(out, json.dumps(record, indent=2) + "\n")
+    with PendingFile(out) as pending:  # an unwritable destination fails now, not after the scoring
+        evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress)
+        train = evaluator.train
+        G = load_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
+        record = {"checkpoint": str(path), "step": int(state["step"]), "generator": "G_ema",
+                  **evaluator(G, cfg.model.z_dim)}
+        pending.commit_text(json.dumps(record, indent=2) + "\n")
     print(format_table(record))
     print(f"wrote {out}")
     return 0
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """One-line errors for sample and split counts that cannot work, before anything is loaded."""
+    if args.num is not None and args.num < 2:
+        raise EvalError(f"--num must be at least 2 (a covariance needs two samples); got {args.num}")
+    if args.is_splits < 1:
+        raise EvalError(f"--is-splits must be at least 1; got {args.is_splits}")
+    if args.batch_size < 1:
+        raise EvalError(f"--batch-size must be at least 1; got {args.batch_size}")
+    if not 0 <= args.seed < 2**63:
+        raise EvalError(f"--seed must be in [0, 2^63); got {args.seed}")
 
 
 def format_table(record: dict) -> str:
@@ -83,7 +106,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma list of fid,is,prdc,ifid,acc,cas (default %(default)s)")
     e.add_argument("--backbone", default="classifier", choices=["classifier", "inception"],
                    help="feature network for fid/prdc/ifid/is (default %(default)s)")
-    e.add_argument("--num", type=int, default=0, help="generated samples (default: the run's eval.num_samples)")
+    e.add_argument("--num", type=int, default=None,
+                   help="generated samples, at least the class count (default: the run's eval.num_samples)")
     e.add_argument("--ref", default="test", choices=["train", "test"], help="reference split (default test)")
     e.add_argument("--resize", default="bilinear", choices=["bilinear", "clean"],
                    help="Inception resize: bilinear (pytorch-fid) or clean (PIL bicubic, clean-fid)")
@@ -91,7 +115,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-download", action="store_true", help="never download the Inception weights")
     e.add_argument("--is-splits", type=int, default=10, help="Inception Score splits (default 10)")
     e.add_argument("--batch-size", type=int, default=250)
-    e.add_argument("--seed", type=int, default=0, help="latent seed of the samples")
+    e.add_argument("--seed", type=int, default=0, help="latent seed of the samples (0 to 2^63 - 1)")
     e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     e.add_argument("--out", help="where to write the JSON record (default RUN_DIR/eval.json)")
     e.add_argument("--no-progress", action="store_true")

@@ -32,11 +32,11 @@ def fixed_latents(z_dim: int, columns: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def class_grid(generator: nn.Module, z: torch.Tensor, num_classes: int, path: Path) -> None:
-    """Row c holds G(z_j, c) for every fixed latent z_j: each row should show class c."""
+def class_grid(generator: nn.Module, z: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Images [num_classes * len(z), C, H, W] in [-1, 1]: row c holds G(z_j, c) for every fixed latent z_j, so
+    each row should show class c (write it with ``save_grid(images, len(z), path)``)."""
     device = next(generator.parameters()).device
     cols = z.shape[0]
     y = torch.arange(num_classes, device=device).repeat_interleave(cols)
-    images = torch.cat([generator(z_chunk, y_chunk) for z_chunk, y_chunk in
-                        zip(z.to(device).repeat(num_classes, 1).split(500), y.split(500))])
-    save_grid(images, cols, path)
+    return torch.cat([generator(z_chunk, y_chunk) for z_chunk, y_chunk in
+                      zip(z.to(device).repeat(num_classes, 1).split(500), y.split(500))])

@@ -8,7 +8,6 @@ so a changed dataset or network never loads stale weights.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data import ImageDataset, cache_dir, to_float, to_uint8
-from ..train.checkpoint import save_atomic
+from ..files import save_atomic
+from ..notices import warn
 
 # Bump whenever the network, training recipe or stored format changes: old cache files are then ignored.
 ARCH_VERSION = "v1"
@@ -180,7 +180,7 @@ def load_or_train_classifier(train: ImageDataset, device: torch.device | str = "
         try:
             return _load(path, train, device)
         except Exception as err:  # noqa: BLE001 - any corruption (pickle, zip, key, shape): retrain
-            warnings.warn(f"ignoring unreadable classifier cache {path} ({err}); retraining", stacklevel=2)
+            warn(f"ignoring unreadable classifier cache {path} ({err}); retraining")
     model = train_classifier(train, device=device, progress=progress)
     _save(model, path)
     return model
@@ -208,6 +208,22 @@ def accuracy(model: EvalClassifier, images: torch.Tensor, labels: torch.Tensor, 
     """Top-1 accuracy of ``model`` on images [N, C, H, W] (float in [-1, 1] or uint8) with labels [N]."""
     preds = predict(model, images, batch_size)
     return float((preds == labels.to(preds.device)).float().mean())
+
+
+def classifier_caveat(real_accuracy: float, num_classes: int, held_out: bool) -> str | None:
+    """Why scores from this evaluation classifier may mean little, or None when they can be trusted as far as
+    its real-image accuracy tells: it was measured on its own training images (no held-out split), or it is
+    less than halfway from chance to perfect on held-out ones."""
+    chance = 1.0 / num_classes
+    if not held_out:
+        return (f"the dataset has no held-out split, so the evaluation classifier was scored on its own training "
+                f"images ({real_accuracy:.4f}), which says little about how well it judges samples; give the "
+                f"dataset a test split (folder: train/ and test/ sub-folders; npz: test_images and test_labels)")
+    if real_accuracy < chance + 0.5 * (1.0 - chance):
+        return (f"the evaluation classifier reaches only {real_accuracy:.4f} on held-out real images (chance "
+                f"{chance:.4f}): too weak for its scores of samples (conditional accuracy, acc, classifier FID) to "
+                f"mean much; use more images per class, or the Inception backbone")
+    return None
 
 
 @torch.no_grad()

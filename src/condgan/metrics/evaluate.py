@@ -13,8 +13,9 @@ from torch import nn
 
 from ..config import Config, DataConfig
 from ..data import ImageDataset, load_dataset, to_float
+from ..notices import warn
 from .backbones import Backbone, ClassifierBackbone, build_backbone
-from .classifier import load_or_train_classifier
+from .classifier import classifier_caveat, load_or_train_classifier
 from .errors import EvalError
 from .generate import balanced_labels, generated_batches
 from .reference import reference_statistics
@@ -44,6 +45,9 @@ class EvalRequest:
             raise EvalError(f"reference split must be train or test, got '{self.ref_split}'")
         if self.num_samples < 2 or self.batch_size < 1:
             raise EvalError(f"need num_samples >= 2 and batch_size >= 1, got {self.num_samples}, {self.batch_size}")
+        if "is" in self.metrics and not 1 <= self.is_splits <= self.num_samples:
+            raise EvalError(f"Inception Score splits must be in [1, num_samples={self.num_samples}]; "
+                            f"got {self.is_splits}")
 
 
 def request_from_config(cfg: Config) -> EvalRequest:
@@ -63,6 +67,9 @@ class Evaluator:
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
         self.train = train if train is not None else load_dataset(data_cfg, "train")
+        if request.num_samples < self.train.num_classes:
+            raise EvalError(f"{request.num_samples} samples cannot cover the {self.train.num_classes} classes of "
+                            f"{self.train.name}: ask for at least {self.train.num_classes}")
         needs = [METRICS[m] for m in request.metrics]
         # The backbone first: a missing Inception file fails before any slow or disk-writing work.
         self.backbone: Backbone = build_backbone(
@@ -75,6 +82,9 @@ class Evaluator:
         self.keep_images = any(m.needs_images for m in needs)
         self.test = (load_dataset(data_cfg, "test")  # real test images score the classifier and CAS
                      if any(m.needs_classifier or m.needs_images for m in needs) else None)
+        # folder / npz without a test split return the training images as "test"
+        self.test_held_out = self.test is None or self.test.identity != self.train.identity
+        self._caveat_said = False
         self.ref = None
         if any(m.needs_reference for m in needs):
             ref_data = (self.train if request.ref_split == "train"
@@ -112,13 +122,25 @@ class Evaluator:
             t = time.perf_counter()
             values.update(METRICS[name].fn(ctx))
             timing[f"{name}_s"] = time.perf_counter() - t
-        return {"metrics": values, "protocol": self.protocol(), "timing": {k: round(v, 3) for k, v in timing.items()}}
+        protocol = self.protocol()
+        if "real_acc_top1" in values:
+            protocol["classifier_caveat"] = self._caveat(values["real_acc_top1"])
+        return {"metrics": values, "protocol": protocol, "timing": {k: round(v, 3) for k, v in timing.items()}}
+
+    def _caveat(self, real_accuracy: float) -> str | None:
+        """The classifier's caveat (warned once per evaluator, recorded every time)."""
+        caveat = classifier_caveat(real_accuracy, self.train.num_classes, self.test_held_out)
+        if caveat and not self._caveat_said:
+            warn(caveat)
+            self._caveat_said = True
+        return caveat
 
     def protocol(self) -> dict:
         r = self.request
         out = {"backbone": self.backbone.descriptor, "num_samples": r.num_samples,
                "labels": "balanced: sample i has class i mod C", "generator": "eval mode",
-               "seed": r.seed, "request": asdict(r)}
+               "seed": r.seed, "request": asdict(r),
+               "test_split": "held out" if self.test_held_out else "the training images (no separate test split)"}
         if self.ref is not None:
             out["reference"] = {k: self.ref.meta[k] for k in ("dataset", "split", "identity", "num_images")}
             out["reference"]["from_cache"] = self.ref.from_cache

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..data import to_uint8
+from .errors import EvalError
 
 
 def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -20,7 +21,8 @@ def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size
     """Yield (uint8 images [B, C, H, W], labels [B]) for the int64 ``labels`` [N], in eval mode.
 
     Latents come from a private generator on the labels' device, so neither the caller's RNG nor the
-    generator's training state changes; G's train/eval mode is restored afterwards.
+    generator's training state changes; G's train/eval mode is restored afterwards. A batch holding NaN or
+    infinity is an EvalError (quantised, it would pass for black pixels).
     """
     device = labels.device
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -30,6 +32,10 @@ def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size
         for start in range(0, labels.shape[0], batch_size):
             y = labels[start:start + batch_size]
             z = torch.randn(y.shape[0], z_dim, device=device, generator=gen)
-            yield to_uint8(G(z, y)), y
+            x = G(z, y)
+            if not bool(torch.isfinite(x).all()):
+                raise EvalError(f"the generator's samples {start}..{start + y.shape[0] - 1} hold NaN or infinity; "
+                                f"a generator with non-finite output is not scored")
+            yield to_uint8(x), y
     finally:
         G.train(was_training)

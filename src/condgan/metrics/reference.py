@@ -7,14 +7,14 @@ Reference images are the split's raw uint8 pixels: training augmentation never t
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..data import ImageDataset, cache_dir
-from ..train.checkpoint import save_atomic
+from ..files import save_atomic
+from ..notices import warn
 from .backbones import Backbone
 from .fid import feature_statistics
 
@@ -48,7 +48,7 @@ def _read(path: Path, data: ImageDataset) -> Reference | None:
             raise ValueError("format or size differs")
         return Reference(blob["features"], blob["labels"], blob["mu"], blob["sigma"], blob["meta"], True)
     except Exception as err:  # noqa: BLE001 - any corruption: recompute
-        warnings.warn(f"ignoring unreadable reference statistics {path} ({err}); recomputing", stacklevel=3)
+        warn(f"ignoring unreadable reference statistics {path} ({err}); recomputing")
         return None
 
 

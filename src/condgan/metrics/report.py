@@ -4,17 +4,23 @@ from __future__ import annotations
 import torch
 
 from ..data import load_dataset, to_float
-from .classifier import accuracy, conditional_accuracy, load_or_train_classifier
+from ..notices import warn
+from .classifier import accuracy, classifier_caveat, conditional_accuracy, load_or_train_classifier
 
 
 def final_report(trainer, progress: bool = True) -> dict:
     """Score ``trainer``'s G_ema: the share of samples classified as the class they were generated for,
-    with the classifier's own top-1 accuracy on the held-out real test split for context."""
+    with the classifier's own top-1 accuracy on real images for context: the held-out test split, or (for a
+    dataset without one) its training images, said so in ``real_images_are`` and with a warning."""
     cfg, device = trainer.cfg, trainer.device
     train = trainer.run.dataset  # already loaded (and on the device) for training
     test = load_dataset(cfg.data, "test")
+    held_out = test.identity != train.identity  # folder / npz without a test split return the train images
     clf = load_or_train_classifier(train, device=device, progress=progress)
     real_acc = accuracy(clf, to_float(test.images).to(device), test.labels.to(device))
+    caveat = classifier_caveat(real_acc, train.num_classes, held_out)
+    if caveat:
+        warn(caveat)
     G = trainer.run.ema.shadow
     z_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 2)
 
@@ -26,5 +32,6 @@ def final_report(trainer, progress: bool = True) -> dict:
         cond_acc = conditional_accuracy(generate, clf, train.num_classes, cfg.eval.num_samples, device=device)
     return {"step": trainer.step, "backbone": "condgan-eval-classifier", "dataset": train.name,
             "dataset_identity": train.identity, "real_images": int(test.labels.numel()),
-            "real_test_accuracy": float(real_acc), "num_samples": int(cfg.eval.num_samples),
+            "real_images_are": "held-out real test images" if held_out else "real training images (no held-out split)",
+            "real_accuracy": float(real_acc), "classifier_caveat": caveat, "num_samples": int(cfg.eval.num_samples),
             "conditional_accuracy": float(cond_acc), "generator": "G_ema (eval mode)"}

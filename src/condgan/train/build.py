@@ -61,6 +61,15 @@ def lr_factor(cfg: Config, t: int) -> float:
     return 1.0
 
 
+def rederive_lr(sched: torch.optim.lr_scheduler.LambdaLR, cfg: Config) -> None:
+    """Set the optimiser's lr to this config's curve at the scheduler's step (after loading its state, when
+    train.steps may have changed): exactly what the scheduler's next step would compute for that step."""
+    lrs = [base * lr_factor(cfg, sched.last_epoch) for base in sched.base_lrs]
+    for group, lr in zip(sched.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    sched._last_lr = lrs  # what get_last_lr() reports (and logs)
+
+
 def _scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     # The factor is read from the config at every step; the scheduler's state (its step count) is
     # checkpointed, so a resumed run continues the same curve.

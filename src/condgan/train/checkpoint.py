@@ -1,15 +1,13 @@
 """Complete, atomic training checkpoints.
 
 A checkpoint is a plain dict of tensors and Python primitives, so ``torch.load(weights_only=True)`` reads
-it. Writing goes to a temp file in the same directory, is fsync'ed, then renamed over the final name, so a
-crash (even SIGKILL) mid-write leaves either the old set of checkpoints or the new one, never a torn file.
+it. Writing goes through :func:`condgan.files.save_atomic` (exclusive temp file, fsync, rename), so a crash
+(even SIGKILL) mid-write leaves either the old set of checkpoints or the new one, never a torn file.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,48 +33,91 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temp file, fsync, rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+def checkpoint_step(path: Path) -> int:
+    """The step in a checkpoint's file name (ckpt_00001500.pt -> 1500)."""
+    m = _NAME.match(path.name)
+    if m is None:
+        raise ValueError(f"{path} is not named like a training checkpoint")
+    return int(m.group(1))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename it over ``path``: never a torn file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def prune(directory: Path, keep: int, written: Path, unreadable: frozenset[Path] = frozenset()) -> None:
+    """Delete the oldest checkpoints so that ``keep`` remain up to ``written`` (the one just saved).
+
+    Only checkpoints known to be readable and not newer than ``written`` are counted, so ``written`` is never
+    deleted, and neither are files that could not be read (``unreadable``) or newer ones.
+    """
+    step = checkpoint_step(written)
+    counted = [p for p in list_checkpoints(directory) if p not in unreadable and checkpoint_step(p) <= step]
+    for p in counted[:-keep]:
+        if p != written:
+            p.unlink(missing_ok=True)
 
 
-def prune(directory: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints, and temp files left by a killed writer."""
-    for p in list_checkpoints(directory)[:-keep]:
-        p.unlink(missing_ok=True)
-    for p in directory.glob(".ckpt_*.tmp"):
-        p.unlink(missing_ok=True)
+def remove_orphan_temp_files(directory: Path) -> None:
+    """Remove the temp files of checkpoint writes a killed process left behind.
+
+    Call only while holding the run directory's lock: then no live process can own them.
+    """
+    if directory.is_dir():
+        for p in directory.glob(".ckpt_*.tmp"):
+            p.unlink(missing_ok=True)
 
 
-def load(path: Path) -> dict:
-    """Load a checkpoint safely (``weights_only=True``); a corrupt file is a one-line error naming it."""
+def load(path: Path) -> object:
+    """Load a checkpoint file safely (``weights_only=True``); a corrupt file is a one-line error naming it."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for torn/foreign files
         raise CheckpointError(f"checkpoint {path} cannot be read: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+# What a training checkpoint must hold to resume a run; evaluating or sampling needs only GENERATOR_KEYS.
+TRAINING_KEYS = ("format", "step", "config", "G", "D", "G_ema", "opt_g", "opt_d", "sched_g", "sched_d", "sampler")
+GENERATOR_KEYS = ("step", "config", "G_ema")
+_MODULE_KEYS = ("G", "D", "G_ema")
+
+
+def check_checkpoint(state: object, path: Path, required: tuple[str, ...] = TRAINING_KEYS) -> dict:
+    """``state`` if it is a condgan checkpoint holding ``required``, else a one-line CheckpointError."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a condgan checkpoint (it holds a {type(state).__name__}, not a dict)")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a condgan checkpoint: no '{missing[0]}' in it "
+                              f"(keys: {', '.join(map(str, list(state)[:8])) or 'none'})")
+    bad = [k for k in required if k in _MODULE_KEYS + ("config",) and not isinstance(state[k], dict)]
+    step = state.get("step")
+    if not bad and "step" in required and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        bad = ["step"]
+    if bad:
+        raise CheckpointError(f"{path} is not a condgan checkpoint: '{bad[0]}' has the wrong type or value")
+    return state
+
+
+def load_checkpoint(path: Path, required: tuple[str, ...] = TRAINING_KEYS) -> dict:
+    """:func:`load` and :func:`check_checkpoint`."""
+    return check_checkpoint(load(path), path, required)
+
+
+def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, else None.
+
+    One host sync when everything is finite (the common case): the per-tensor flags are reduced on the device.
+    """
+    named = [(k, t) for k, t in tensors.items() if t.is_floating_point() or t.is_complex()]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named])
+    if bool(finite.all()):
+        return None
+    return named[int((~finite).nonzero()[0])][0]
+
+
+def model_tensors(**modules: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of the given modules, named ``<module>.<key>``."""
+    return {f"{name}.{k}": t for name, m in modules.items() for k, t in m.state_dict().items()}
 
 
 def rng_state() -> dict[str, Any]:
@@ -107,6 +148,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def load_module_state(module: torch.nn.Module, state: dict, what: str, path: Path) -> None:
     """load_state_dict with a one-line error naming the checkpoint and the first mismatching key."""
     own = module.state_dict()
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"checkpoint {path}: the {what}'s '{not_tensors[0]}' is not a tensor")
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]

@@ -12,24 +12,37 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm import tqdm
 
-from ..config import Config, ConfigError, diff, from_dict, to_dict, to_yaml
+from ..config import Config, to_dict, to_yaml
 from ..distributed import barrier, gather_objects, max_over_ranks, mean_over_ranks, world
-from ..sample import class_grid, fixed_latents
+from ..files import PendingFile, append_line, save_atomic, write_text_atomic
+from ..notices import warn
+from ..sample import class_grid, fixed_latents, save_grid
 from . import checkpoint as ckpt
-from .build import Run, advance, build_run
+from .build import Run, advance, build_run, rederive_lr
+from .resume import FORMAT, check_resume, find_resume_point
+from .rundir import RunDirLock
 
 GRID_COLUMNS = 10
 
 
+# eval.* keys whose change makes a stored best value incomparable with new ones
+BEST_PROTOCOL_KEYS = ("best", "backbone", "ref", "resize", "num_samples")
+
+
 class TrainingDiverged(RuntimeError):
-    """A non-finite loss: training stopped and no checkpoint was written after it."""
+    """A non-finite loss or model state: training stopped and no checkpoint was written after it."""
 
 
 class Trainer:
-    """Train ``cfg`` into ``out_dir``; rerunning on the same dir resumes from its latest checkpoint."""
+    """Train ``cfg`` into ``out_dir``; rerunning on the same dir resumes from its latest checkpoint.
+
+    The trainer owns the run dir (an OS lock, see :mod:`condgan.train.rundir`) from construction until
+    :meth:`close` (or its end; also usable as a context manager). Everything that can refuse the run dir
+    (lock, checkpoints, config agreement) runs before the slow build, and nothing is written before it
+    all succeeded: a failed start leaves a new run dir absent and an existing one unchanged.
+    """
 
     def __init__(self, cfg: Config, out_dir: str | Path, device: str = "cpu", progress: bool = True) -> None:
         self.cfg = cfg
@@ -38,17 +51,42 @@ class Trainer:
         self.world = world()
         self.progress = progress and self.world.is_main
         self.ckpt_dir = self.out / "checkpoints"
-        _check_run_dir(cfg, self.out)  # before any slow work: a changed config fails fast
-        self.run: Run = build_run(cfg, self.device)
-        if self.world.is_main:
-            _write_config(cfg, self.out)  # only once everything built: a bad archive leaves no run dir
-        barrier()
+        self._lock = RunDirLock(self.out) if self.world.is_main else None  # rank 0 owns it for every rank
+        try:
+            self._start()
+        except BaseException:
+            self.close(remove_if_empty=True)
+            raise
+        self.grid_z = fixed_latents(cfg.model.z_dim, GRID_COLUMNS, cfg.train.seed + 1)
+
+    def _start(self) -> None:
+        point = find_resume_point(self.ckpt_dir)
+        saved_cfg = check_resume(self.cfg, point, self.out)  # before any slow work: a wrong run dir fails fast
+        self.run: Run = build_run(self.cfg, self.device)
         self.step = 0
         self.best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
         self._evaluator = None  # built at the first periodic evaluation
-        self.resumed_from: Path | None = None
-        self._resume()
-        self.grid_z = fixed_latents(cfg.model.z_dim, GRID_COLUMNS, cfg.train.seed + 1)
+        self.resumed_from: Path | None = point.path
+        self._unreadable = point.unreadable  # never counted or deleted when pruning
+        if point.state is not None:
+            self.load_state_dict(point.state, point.path)
+            self._keep_best_if_comparable(saved_cfg)
+        if self.world.is_main:
+            ckpt.remove_orphan_temp_files(self.ckpt_dir)  # safe: the lock says their writer is gone
+            write_text_atomic(self.out / "config.yaml", to_yaml(self.cfg))  # the agreed config, for people
+            _truncate_log(self.out / "metrics.jsonl", self.step)
+        barrier()
+
+    def close(self, remove_if_empty: bool = False) -> None:
+        """Give up the run dir (with ``remove_if_empty``: remove it if this trainer created it and wrote nothing)."""
+        if self._lock is not None:
+            self._lock.release(remove_if_empty)
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -56,7 +94,7 @@ class Trainer:
         r = self.run
         rng = gather_objects(ckpt.rng_state())  # every rank's own stream, for a resume at the same world size
         return {
-            "format": 1, "step": self.step, "config": to_dict(self.cfg),
+            "format": FORMAT, "step": self.step, "config": to_dict(self.cfg),
             "G": r.models.G.state_dict(), "D": r.models.D.state_dict(), "G_ema": r.ema.shadow.state_dict(),
             "opt_g": r.models.opt_g.state_dict(), "opt_d": r.models.opt_d.state_dict(),
             "sched_g": r.sched_g.state_dict(), "sched_d": r.sched_d.state_dict(),
@@ -65,16 +103,26 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
+        """Restore the run from a checkpoint's ``state``; anything in it that does not fit is a CheckpointError."""
+        try:
+            self._load_state(state, path)
+        except ckpt.CheckpointError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {path} does not fit this run: {type(e).__name__}: "
+                                       f"{' '.join(str(e).split())[:200]}") from None
+
+    def _load_state(self, state: dict, path: Path) -> None:
         r = self.run
         ckpt.load_module_state(r.models.G, state["G"], "generator", path)
         ckpt.load_module_state(r.models.D, state["D"], "discriminator", path)
         ckpt.load_module_state(r.ema.shadow, state["G_ema"], "generator", path)
-        r.models.opt_g.load_state_dict(state["opt_g"])
-        r.models.opt_d.load_state_dict(state["opt_d"])
-        r.sched_g.load_state_dict(state["sched_g"])
-        r.sched_d.load_state_dict(state["sched_d"])
-        r.sampler.load_state_dict(state["sampler"])
+        for obj, key in ((r.models.opt_g, "opt_g"), (r.models.opt_d, "opt_d"), (r.sched_g, "sched_g"),
+                         (r.sched_d, "sched_d"), (r.sampler, "sampler")):
+            obj.load_state_dict(state[key])
         r.strategy.load_state_dict(state.get("strategy", {}))
+        for sched in (r.sched_g, r.sched_d):  # train.steps may have changed: the lr follows this config's curve
+            rederive_lr(sched, self.cfg)
         self.step = int(state["step"])
         ranks = state.get("rng_ranks")
         if ranks is not None and len(ranks) == self.world.size:
@@ -85,29 +133,24 @@ class Trainer:
             torch.manual_seed(self.cfg.train.seed + 1000 * self.step + self.world.rank)
         self.best = state.get("best")
 
-    def _resume(self) -> None:
-        for path in reversed(ckpt.list_checkpoints(self.ckpt_dir)):
-            try:
-                state = ckpt.load(path)
-            except ckpt.CheckpointError as e:
-                print(f"warning: {e}; trying the previous checkpoint")
-                continue
-            if "format" not in state or "G" not in state:
-                raise ckpt.CheckpointError(f"checkpoint {path} is not a condgan training checkpoint")
-            self.load_state_dict(state, path)
-            self.resumed_from = path
-            break
-        if self.world.is_main:
-            _truncate_log(self.out / "metrics.jsonl", self.step)
-        barrier()
+    def _keep_best_if_comparable(self, saved: Config | None) -> None:
+        """Forget the best evaluation when the eval settings that define its value changed on resume."""
+        if self.best is None or saved is None:
+            return
+        changed = [k for k in BEST_PROTOCOL_KEYS if getattr(saved.eval, k) != getattr(self.cfg.eval, k)]
+        if changed:
+            warn(f"eval.{', eval.'.join(changed)} changed since checkpoints/best.pt was chosen "
+                 f"({self.best['metric']} {self.best['value']} at step {self.best['step']}): the next evaluation "
+                 f"starts a new best and replaces best.pt")
+            self.best = None
 
     def save_checkpoint(self) -> Path:
         """Write checkpoints/ckpt_<step>.pt (rank 0; every rank contributes its state)."""
         path = ckpt.checkpoint_path(self.ckpt_dir, self.step)
         state = self.state_dict()
         if self.world.is_main:
-            ckpt.save_atomic(state, path)
-            ckpt.prune(self.ckpt_dir, self.cfg.train.keep_ckpts)
+            save_atomic(state, path)
+            ckpt.prune(self.ckpt_dir, self.cfg.train.keep_ckpts, path, self._unreadable)
         barrier()
         return path
 
@@ -141,6 +184,7 @@ class Trainer:
                 self.save_samples()
             if self.step % t.ckpt_every == 0 or last:
                 self._check_finite(max_over_ranks(first_bad))
+                self._check_model_state()
                 self._periodic_eval()
                 self.save_checkpoint()
         bar.close()
@@ -162,8 +206,7 @@ class Trainer:
         record = {"step": self.step, **{k: round(v, 6) for k, v in zip(names, values)},
                   "lr_g": self.run.sched_g.get_last_lr()[0], "it_per_s": round(steps / max(elapsed, 1e-9), 3),
                   "time": round(time.time(), 3)}
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.out / "metrics.jsonl", json.dumps(record))
         bar.set_postfix({k: f"{v:.3f}" for k, v in zip(names, values) if k in ("d_loss", "g_loss")})
         self._check_finite(first_bad, record)
 
@@ -172,10 +215,25 @@ class Trainer:
         if bad >= 0:
             losses = "" if record is None else ", ".join(
                 f"{k}={v}" for k, v in record.items() if not isinstance(v, (int, float)) or not math.isfinite(v))
-            last = ckpt.list_checkpoints(self.ckpt_dir)
-            kept = f"; last good checkpoint kept: {last[-1]}" if last else "; no checkpoint was written"
             raise TrainingDiverged(f"non-finite loss at step {bad} ({losses or 'see metrics.jsonl'}): "
-                                   f"training stopped{kept}")
+                                   f"training stopped{self._kept()}")
+
+    def _check_model_state(self) -> None:
+        """Stop (TrainingDiverged) if any parameter or buffer of G, D or G_ema is NaN or infinite.
+
+        One host sync (plus one collective under torchrun); run before every checkpoint and evaluation, so
+        a non-finite model is never saved or scored.
+        """
+        m = self.run.models
+        nets = {"G": m.G, "D": m.D, **({"G_ema": self.run.ema.shadow} if self.world.is_main else {})}
+        bad = ckpt.first_nonfinite(ckpt.model_tensors(**nets))
+        if int(max_over_ranks(torch.tensor(int(bad is not None), device=self.device))):
+            raise TrainingDiverged(f"non-finite model state at step {self.step}: {bad or 'on another rank'} holds "
+                                   f"NaN or infinity: training stopped{self._kept()}")
+
+    def _kept(self) -> str:
+        last = [p for p in ckpt.list_checkpoints(self.ckpt_dir) if p not in self._unreadable]
+        return f"; last good checkpoint kept: {last[-1]}" if last else "; no checkpoint was written"
 
     def _periodic_eval(self) -> None:
         """Every ``eval.every`` steps (always a checkpoint step): score G_ema, log it, keep the best.
@@ -191,16 +249,15 @@ class Trainer:
         record = gather_objects(self._evaluate() if self.world.is_main else None)[0]  # rank 0 scores, all see it
         scalars = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
         if self.world.is_main:
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": self.step, "eval": scalars}) + "\n")
+            append_line(self.out / "metrics.jsonl", json.dumps({"step": self.step, "eval": scalars}))
         value = scalars[e.best]
         lower = e.best in LOWER_IS_BETTER
         if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
             self.best = {"metric": e.best, "value": value, "step": self.step}
             state = self.state_dict()
             if self.world.is_main:
-                ckpt.save_atomic(state, self.ckpt_dir / "best.pt")
-                ckpt.write_text_atomic(self.out / "best.json",
+                save_atomic(state, self.ckpt_dir / "best.pt")
+                write_text_atomic(self.out / "best.json",
                                        json.dumps({**self.best, "eval": record}, indent=2) + "\n")
         barrier()
 
@@ -214,41 +271,39 @@ class Trainer:
         return self._evaluator(self.run.ema.shadow, self.cfg.model.z_dim)
 
     def save_samples(self) -> Path:
+        """Write G_ema's class grid; a grid with NaN or infinity stops the run instead (see _check_model_state)."""
         path = self.out / "samples" / f"step_{self.step:08d}.png"
-        class_grid(self.run.ema.shadow, self.grid_z, self.run.num_classes, path)
+        images = class_grid(self.run.ema.shadow, self.grid_z, self.run.num_classes)
+        if not bool(torch.isfinite(images).all()):
+            self._check_model_state()  # names the bad tensor if there is one
+            raise TrainingDiverged(f"G_ema's samples at step {self.step} are not finite (its weights are): "
+                                   f"training stopped{self._kept()}")
+        save_grid(images, self.grid_z.shape[0], path)
         return path
 
 
-def _check_run_dir(cfg: Config, out: Path) -> None:
-    """An existing run dir must have been made with the same config; the error names the changed keys."""
-    saved = out / "config.yaml"
-    if not saved.exists():
-        return
-    previous = from_dict(yaml.safe_load(saved.read_text()))
-    changed = diff(previous, cfg)
-    if changed:
-        raise ConfigError(f"run dir {out} was made with a different config; changed keys: {', '.join(changed)} "
-                          f"(use the same config to resume, or another --out)")
-
-
-def _write_config(cfg: Config, out: Path) -> None:
-    """Save the resolved config (atomically) in a new run dir."""
-    saved = out / "config.yaml"
-    if saved.exists():
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt.write_text_atomic(saved, to_yaml(cfg))
-
-
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log records after ``step`` (written after the last checkpoint by a run that was killed)."""
+    """Drop log records after ``step`` (written after the last checkpoint by a run that was killed).
+
+    A torn last line (a kill mid-write) is dropped silently; any other line that is not a record is dropped
+    with a warning, and the file as it was is kept beside it as ``metrics.jsonl.bak``.
+    """
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
+    raw = path.read_bytes()
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    kept, garbled = [], 0
+    for i, line in enumerate(lines):
         try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError):
-            break  # a torn last line from a kill mid-write
-    ckpt.write_text_atomic(path, "".join(k + "\n" for k in kept))
+            record_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            garbled += i < len(lines) - 1
+            continue
+        if isinstance(record_step, int) and record_step <= step:
+            kept.append(line)
+    if garbled:
+        backup = path.with_name(path.name + ".bak")
+        with PendingFile(backup) as pending:
+            pending.commit(lambda f: f.write(raw))
+        warn(f"{path}: {garbled} line(s) were not log records and were dropped; the file as it was is in {backup}")
+    write_text_atomic(path, "".join(k + "\n" for k in kept))

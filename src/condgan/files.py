@@ -1,0 +1,152 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a torn one, and no planted link is followed.
+
+Every write goes to a temp file created exclusively (``mkstemp``: O_CREAT | O_EXCL, so a symlink planted at
+a predictable name can never redirect it) in the target's directory, is fsync'ed, given the permissions a
+plain ``open`` would (0666 minus the umask; mkstemp's own are 0600), then renamed over the target. Only temp
+files this process created are ever removed.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, IO
+
+import torch
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the platform allows opening a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class PendingFile:
+    """A temp file reserved beside ``path`` now, renamed over ``path`` by :meth:`commit`.
+
+    Reserving first makes an unwritable destination fail before any slow work (``condgan eval``).
+    Use as a context manager: leaving the block without a commit removes the temp file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._live = False
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as e:
+            raise _naming(e, self.path) from None
+        self._fd = fd
+        self._live = True  # the temp file is ours until it is renamed or removed
+        self.tmp = Path(tmp)
+
+    def commit(self, write: Callable[[IO[bytes]], None]) -> Path:
+        """Write the contents with ``write(binary_file)``, fsync, set permissions, rename over the target.
+
+        A failed write (disk full, file too large) raises the OSError itself, even where the writer (as
+        torch.save does) reports it as another exception.
+        """
+        try:
+            with os.fdopen(self._take_fd(), "wb") as f:
+                sink = _ErrorKeepingWriter(f)
+                try:
+                    write(sink)  # type: ignore[arg-type]
+                except Exception:
+                    if sink.error is not None:
+                        raise sink.error from None
+                    raise
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.replace(self.tmp, self.path)
+            self._live = False
+        except OSError as e:
+            self.discard()
+            raise _naming(e, self.path) from None
+        except BaseException:
+            self.discard()
+            raise
+        _fsync_dir(self.path.parent)
+        return self.path
+
+    def commit_text(self, text: str) -> Path:
+        return self.commit(lambda f: f.write(text.encode()))
+
+    def discard(self) -> None:
+        """Remove the temp file (ours alone) if it is still there."""
+        if self._fd is not None:
+            os.close(self._take_fd())
+        if self._live:
+            self._live = False
+            self.tmp.unlink(missing_ok=True)
+
+    def _take_fd(self) -> int:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            raise RuntimeError(f"temp file for {self.path} was already used")
+        return fd
+
+    def __enter__(self) -> "PendingFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+class _ErrorKeepingWriter:
+    """A binary file's ``write`` that remembers the OSError it raised (torch.save re-raises it as RuntimeError)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f, self.error = f, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same OSError, naming the file the user asked for (not our temp file, and not nameless)."""
+    return type(error)(error.errno, error.strerror or str(error), str(path))
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append ``line`` and a newline to a log file; an OSError names the file."""
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as e:
+        raise _naming(e, Path(path)) from None
+
+
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PendingFile(path) as pending:
+        return pending.commit(lambda f: torch.save(obj, f))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (the parent folder must exist)."""
+    with PendingFile(path) as pending:
+        return pending.commit_text(text)

@@ -1,0 +1,100 @@
+"""Where a run resumes: its newest readable checkpoint, and only with a config that agrees with it.
+
+The checkpoint's own config is the truth (the run dir's config.yaml is only a copy for people to read; it is
+consulted when a run was killed before its first checkpoint). A resumed run may change how long it runs and
+how it reports (:data:`condgan.config.keys.RESUMABLE_KEYS`, ``eval.*``); any other change is refused, naming
+the keys. Checkpoints that cannot be read are skipped with a warning, but when every checkpoint is
+unreadable the run stops and changes nothing: starting again from step 0 would silently replace them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Config, ConfigError, from_dict, load_yaml
+from ..config.keys import resume_conflicts
+from ..notices import warn
+from . import checkpoint as ckpt
+
+# Checkpoint format 2: the D blocks of these architectures shortcut on relu(x), as the reference code runs them
+# (format 1 checkpoints were trained with the shortcut on x).
+FORMAT = 2
+RELU_SHORTCUT_SINCE_FORMAT_2 = ("biggan32", "resnet32")
+
+
+@dataclass
+class ResumePoint:
+    """The checkpoint a run continues from (``path`` None: a new run) and the files that could not be read."""
+    path: Path | None = None
+    state: dict | None = None
+    unreadable: frozenset[Path] = field(default_factory=frozenset)
+
+    @property
+    def step(self) -> int:
+        return 0 if self.state is None else int(self.state["step"])
+
+
+def find_resume_point(ckpt_dir: Path) -> ResumePoint:
+    """The newest readable training checkpoint in ``ckpt_dir``.
+
+    Unreadable newer ones are skipped with a warning; a readable file that is not a condgan training
+    checkpoint, or checkpoint files none of which can be read, are a CheckpointError.
+    """
+    files = ckpt.list_checkpoints(ckpt_dir)
+    reasons: dict[Path, str] = {}
+    for path in reversed(files):
+        try:
+            state = ckpt.load(path)
+        except ckpt.CheckpointError as e:
+            reasons[path] = str(e)
+            continue
+        ckpt.check_checkpoint(state, path)
+        for why in reasons.values():
+            warn(f"{why}; resuming from the older checkpoint {path.name} instead (the unreadable file is kept)")
+        return ResumePoint(path, state, frozenset(reasons))
+    if files:
+        raise ckpt.CheckpointError(
+            f"none of the {len(files)} checkpoint files in {ckpt_dir} can be read ({'; '.join(reasons.values())}); "
+            f"nothing was changed: restore them, move them away to start the run afresh, or use another --out")
+    return ResumePoint()
+
+
+def _saved_config(point: ResumePoint, run_dir: Path) -> tuple[Config | None, str]:
+    """(the config the run was made with, where it was read), or (None, "") for a new run."""
+    if point.state is not None:
+        try:
+            return from_dict(point.state["config"]), f"checkpoint {point.path}"
+        except ConfigError as e:
+            raise ckpt.CheckpointError(f"checkpoint {point.path} holds a config this condgan cannot use: {e}") from None
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return None, ""
+    try:
+        return from_dict(load_yaml(saved)), str(saved)
+    except ConfigError as e:
+        raise ConfigError(f"run dir {run_dir} has no checkpoint and its config.yaml cannot be used ({e}); "
+                          f"remove it to start the run afresh, or use another --out") from None
+
+
+def check_resume(requested: Config, point: ResumePoint, run_dir: Path) -> Config | None:
+    """Refuse to continue a run whose config differs in a key that changes the math, or whose checkpoint
+    lies beyond ``train.steps``; warn when a checkpoint predates the reference D blocks.
+
+    Returns the config the run was made with (None for a new run)."""
+    saved, source = _saved_config(point, run_dir)
+    if saved is not None:
+        conflicts = resume_conflicts(saved, requested)
+        if conflicts:
+            raise ConfigError(f"run dir {run_dir} was made with a different config ({source}); changed keys: "
+                              f"{', '.join(conflicts)}. A resumed run may only change its length, its log, "
+                              f"sample and checkpoint cadences and its evaluation settings: use the same config "
+                              f"for the rest, or another --out")
+    if point.state is None:
+        return saved
+    if point.step > requested.train.steps:
+        raise ckpt.CheckpointError(f"checkpoint {point.path} is at step {point.step}, beyond train.steps="
+                                   f"{requested.train.steps}: set train.steps to at least {point.step} to resume it")
+    if point.state["format"] < 2 and requested.model.arch in RELU_SHORTCUT_SINCE_FORMAT_2:
+        warn(f"checkpoint {point.path} was trained with D blocks whose shortcut sees x; this condgan runs the "
+             f"reference block (shortcut on relu(x)), so D's function changes from step {point.step} on")
+    return saved

@@ -1,0 +1,40 @@
+"""Shared test helpers: a tiny, fast version of the demo preset, in-process and subprocess CLI runners."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from condgan.cli import main
+from condgan.config import Config, build_config
+from condgan.presets import load_preset
+
+# The demo preset (ReACGAN, DCGAN pair, mnist5k) at widths that train a step in tens of milliseconds.
+TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=8", "model.embed_dim=16", "train.batch_size=16",
+        "train.log_every=1", "train.sample_every=100", "train.ema_start=2", "eval.num_samples=20"]
+
+
+def tiny_cfg(*overrides: str) -> Config:
+    return build_config(load_preset("mnist5k-reacgan"), TINY + list(overrides))
+
+
+def tiny_train_args(out: Path, *overrides: str) -> list[str]:
+    """``condgan train`` arguments for the tiny demo preset into ``out`` (no progress bar, no final report)."""
+    return ["train", "--preset", "mnist5k-reacgan", "--out", str(out), "--no-progress", "--no-eval"] + [
+        a for s in TINY + list(overrides) for a in ("--set", s)]
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``condgan argv...`` run in this process."""
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_process(*argv: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m condgan argv...`` in a child process (text output captured)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
+    return subprocess.run([sys.executable, "-m", "condgan", *argv], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
