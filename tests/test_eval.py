@@ -9,10 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import conftest
+
 import condgan.metrics.classifier as clf_mod
 import condgan.metrics.inception_weights as iw
 from condgan.cli import main
-from condgan.config import ConfigError, build_config
+from condgan.config import ConfigError
 from condgan.data import load_dataset
 from condgan.metrics import (EvalError, EvalRequest, Evaluator, FIDInceptionV3, intra_class_fid, load_inception,
                              topk_accuracy)
@@ -20,16 +22,13 @@ from condgan.metrics.backbones import ClassifierBackbone
 from condgan.metrics.inception import InceptionA, InceptionC, InceptionE
 from condgan.metrics.reference import reference_path, reference_statistics
 from condgan.metrics.resize import resize_bilinear, resize_clean
-from condgan.presets import load_preset
 from condgan.train.trainer import Trainer
 
 MANIFEST = Path(__file__).parent / "data" / "pytorch_fid_inception_manifest.json"
-TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=8", "model.embed_dim=16", "train.batch_size=16",
-        "train.log_every=1", "train.sample_every=100", "train.ema_start=1", "eval.num_samples=20"]
 
 
 def tiny_cfg(*overrides: str):
-    return build_config(load_preset("mnist5k-reacgan"), TINY + list(overrides))
+    return conftest.tiny_cfg("train.ema_start=1", *overrides)
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.special import log_softmax
+from conftest import TINY
 from test_losses import central_diff, t64
-from test_train import TINY, assert_bitwise_equal, ema_state
+from test_train import assert_bitwise_equal, ema_state
 
 from condgan.config import ConfigError, build_config
 from condgan.losses import ac_ce, fastgan_d_fake, fastgan_d_real, fastgan_g, kl_to_uniform

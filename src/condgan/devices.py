@@ -7,7 +7,7 @@ from .config import ConfigError
 
 
 def parse_device(text: str, flag: str = "--device") -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N`` as a torch.device; anything else, or a GPU this machine lacks, is a ConfigError."""
+    """``cpu``, ``cuda`` or ``cuda:N`` as a torch.device; anything else, or a missing GPU, is a ConfigError."""
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError):
