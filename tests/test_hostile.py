@@ -425,3 +425,119 @@ def test_classifier_score_without_held_out_split_is_not_called_held_out(tmp_path
     assert "condgan: warning: the dataset has no held-out split" in err
     report = json.loads((tmp_path / "run" / "final_eval.json").read_text())
     assert report["real_images_are"] == "real training images (no held-out split)" and report["classifier_caveat"]
+
+
+# -- found by the second hostile pass -------------------------------------------------------------------------
+
+def test_closed_stdout_is_no_traceback(tmp_path):
+    proc = subprocess.run(f"{sys.executable} -m condgan presets >&-", shell=True, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_steps_beyond_eight_digits_are_checkpoints_too(tmp_path):
+    d = tmp_path / "checkpoints"
+    d.mkdir()
+    for step in (99_999_999, 100_000_000, 100_000_001):
+        ckpt.checkpoint_path(d, step).write_bytes(b"x")
+    assert [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(d)] == [99_999_999, 100_000_000, 100_000_001]
+    ckpt.prune(d, 2, ckpt.checkpoint_path(d, 100_000_001))
+    assert [p.name for p in ckpt.list_checkpoints(d)] == ["ckpt_100000000.pt", "ckpt_100000001.pt"]
+
+
+def test_planted_link_at_a_sample_grid_is_not_followed(tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "run" / "samples").mkdir(parents=True)
+    (tmp_path / "run" / "samples" / "step_00000002.png").symlink_to(victim)
+    code, _, err = run_main(capsys, *tiny_train_args(tmp_path / "run", "train.steps=2", "train.ckpt_every=2"))
+    assert code == 0, err
+    assert victim.read_text() == "precious"
+    assert Image.open(tmp_path / "run" / "samples" / "step_00000002.png").size[0] > 0
+
+
+def test_eval_out_never_overwrites_what_is_not_an_eval_record(tmp_path, capsys):
+    run = finished_run(tmp_path)
+    for target in (run / "checkpoints" / "ckpt_00000004.pt", run / "config.yaml"):
+        before = target.read_bytes()
+        code, _, err = run_main(capsys, "eval", str(run), "--no-progress", "--metrics", "acc", "--out", str(target))
+        assert code == 2
+        one_line_error(err, str(target), "not an eval record")
+        assert target.read_bytes() == before
+    assert run_main(capsys, "eval", str(run), "--no-progress", "--metrics", "acc")[0] == 0
+    assert run_main(capsys, "eval", str(run), "--no-progress", "--metrics", "acc")[0] == 0  # its own record: fine
+
+
+def test_flipped_bytes_in_a_checkpoint_are_found(tmp_path, capsys):
+    run = finished_run(tmp_path)
+    path = run / "checkpoints" / "ckpt_00000004.pt"
+    tensor = max(torch.load(path, weights_only=True)["G_ema"].values(), key=lambda t: t.numel())
+    raw = bytearray(path.read_bytes())
+    at = raw.find(tensor.numpy().tobytes()) + tensor.numel() * 2
+    raw[at:at + 8] = bytes(b ^ 0x40 for b in raw[at:at + 8])  # same length: the zip still opens
+    path.write_bytes(bytes(raw))
+    code, _, err = run_main(capsys, "eval", str(path), "--no-progress", "--metrics", "acc")
+    assert code == 2
+    one_line_error(err, str(path), "damaged", "checksum")
+
+
+def test_resume_on_other_data_of_the_same_shape_is_refused(tmp_path, capsys):
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    np.savez(data, images=images, labels=np.arange(60) % 3)
+    args = ("data.name=npz", f"data.root={data}", "train.ckpt_every=2")
+    assert run_main(capsys, *tiny_train_args(tmp_path / "run", "train.steps=2", *args))[0] == 0
+    np.savez(data, images=255 - images, labels=np.arange(60) % 3)
+    code, _, err = run_main(capsys, *tiny_train_args(tmp_path / "run", "train.steps=4", *args))
+    assert code == 2
+    one_line_error(err, "training data", "changed since checkpoint", "ckpt_00000002.pt")
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from condgan.data.folder import read_image
+
+    ramp = np.tile(np.linspace(0, 65535, 32).astype(np.uint16), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    row = read_image(tmp_path / "ramp.png", 32)[16, :, 0]
+    assert row[0] == 0 and row[-1] == 255 and 120 <= row[16] <= 135 and np.all(np.diff(row.astype(int)) > 0)
+
+
+@pytest.mark.parametrize("value", ["010", "0x10", "12:30", "1e3"])
+def test_yaml_1_1_numbers_are_not_silently_reinterpreted(value):
+    with pytest.raises(ConfigError, match="'train.steps' expects int"):
+        build_config(None, [f"train.steps={value}"])
+
+
+def test_garbled_log_backups_are_never_overwritten(tmp_path, capsys):
+    run = finished_run(tmp_path, "train.steps=8")
+    log = run / "metrics.jsonl"
+    for n, steps in ((1, 10), (2, 12)):
+        lines = log.read_text().splitlines()
+        log.write_text("\n".join(lines[:1] + [f"garbage {n}", '{"step": 1.5}'] + lines[1:]) + "\n")
+        with pytest.warns(CondganWarning, match="2 line"):
+            Trainer(tiny_cfg(f"train.steps={steps}", "train.ckpt_every=2"), run, progress=False).close()
+    assert "garbage 1" in (run / "metrics.jsonl.1.bak").read_text()
+    assert "garbage 2" in (run / "metrics.jsonl.2.bak").read_text()
+
+
+def test_run_dir_parts_that_are_not_folders_fail_before_anything_is_changed(tmp_path, capsys):
+    run = finished_run(tmp_path)
+    for part in ("checkpoints", "samples"):
+        moved = tmp_path / f"{part}.moved"
+        (run / part).rename(moved)
+        (run / part).write_text("not a folder")
+        before = snapshot(run)
+        code, _, err = run_main(capsys, *tiny_train_args(run, "train.steps=6", "train.ckpt_every=2"))
+        assert code == 2
+        one_line_error(err, str(run / part), "not a folder")
+        assert snapshot(run) == before
+        (run / part).unlink()
+        moved.rename(run / part)
+
+
+def test_argument_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        run_main(capsys, "eval", "x", "--num", "abc")
+    assert e.value.code == 2
+    one_line_error(capsys.readouterr().err, "--num", "invalid int value")

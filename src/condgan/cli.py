@@ -83,8 +83,16 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with condgan's one-line errors (exit 2) instead of a usage block; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _fail(f"{message} (see `{self.prog} --help`)", 2)
+        sys.exit(2)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="condgan", description="Train and evaluate class-conditional GANs.")
+    p = _Parser(prog="condgan", description="Train and evaluate class-conditional GANs.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (rerun the same command to resume; under torchrun: "
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         code = args.func(args)
-        sys.stdout.flush()  # a closed pipe fails here, inside the handlers, not at interpreter exit
+        if sys.stdout is not None:  # None when started with stdout closed (>&-): print() then writes nothing
+            sys.stdout.flush()  # a closed pipe fails here, inside the handlers, not at interpreter exit
         return code
     except (ConfigError, DataError, CheckpointError, EvalError) as e:
         return _fail(str(e), 2)
@@ -153,7 +162,8 @@ def _fail(message: str, code: int) -> int:
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush cannot raise BrokenPipeError again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    if sys.stdout is not None:
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

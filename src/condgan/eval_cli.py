@@ -21,7 +21,9 @@ def resolve_target(target: str) -> tuple[Path, Path]:
     if path.is_dir():
         found = ckpt.list_checkpoints(path / "checkpoints")
         if not found:
-            raise EvalError(f"no checkpoint in {path / 'checkpoints'}")
+            best = path / "checkpoints" / "best.pt"
+            hint = f" ({best} is there: pass it as the target)" if best.is_file() else ""
+            raise EvalError(f"no checkpoint in {path / 'checkpoints'}{hint}")
         return path, found[-1]
     if path.is_file():
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
@@ -48,6 +50,9 @@ def run_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir / "eval.json"
     if not out.parent.is_dir():
         raise EvalError(f"--out {out}: the folder {out.parent} does not exist")
+    if (out.exists() or out.is_symlink()) and not _is_eval_record(out):
+        raise EvalError(f"--out {out} exists and is not an eval record (a JSON file condgan eval wrote); "
+                        f"refusing to overwrite it")
     state = ckpt.load_checkpoint(path, ckpt.GENERATOR_KEYS)
     bad = ckpt.first_nonfinite({f"G_ema.{k}": v for k, v in state["G_ema"].items() if isinstance(v, torch.Tensor)})
     if bad is not None:  # a diverged run's generator is not scored (checked before any slow work)
@@ -70,6 +75,15 @@ def run_eval(args: argparse.Namespace) -> int:
     print(format_table(record))
     print(f"wrote {out}")
     return 0
+
+
+def _is_eval_record(path: Path) -> bool:
+    """Whether ``path`` is a regular file holding a record this command wrote (safe to replace)."""
+    try:
+        record = json.loads(path.read_text()) if path.is_file() and not path.is_symlink() else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "protocol" in record and "metrics" in record
 
 
 def _check_counts(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import IO, Callable
 
@@ -123,6 +124,9 @@ class _ErrorKeepingWriter:
     def flush(self) -> None:
         self._f.flush()
 
+    def __getattr__(self, name: str):  # tell, seek, fileno, ...: the file's own
+        return getattr(self._f, name)
+
 
 def _naming(error: OSError, path: Path) -> OSError:
     """The same OSError, naming the file the user asked for (not our temp file, and not nameless)."""
@@ -150,3 +154,25 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (the parent folder must exist)."""
     with PendingFile(path) as pending:
         return pending.commit_text(text)
+
+
+class CorruptFile(ValueError):
+    """A file whose stored checksums do not match its contents (a flipped bit, a bad disk)."""
+
+
+def load_verified(path: str | Path) -> object:
+    """``torch.load(path, weights_only=True)`` after checking every CRC-32 the file stores.
+
+    torch's zip format stores a CRC per member but torch.load does not check them, so a flipped byte in a
+    tensor would load silently as a changed weight. Raises CorruptFile naming the damaged member.
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):  # torch's legacy (non-zip) format carries no checksums
+        with zipfile.ZipFile(path) as archive:
+            try:
+                bad = archive.testzip()
+            except zipfile.BadZipFile as e:
+                raise CorruptFile(f"{path} is damaged: {e}") from None
+        if bad is not None:
+            raise CorruptFile(f"{path} is damaged: the checksum of '{bad}' does not match its bytes")
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -9,6 +9,7 @@ from PIL import Image
 from torch import nn
 
 from .data import to_uint8
+from .files import PendingFile
 
 
 def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2) -> None:
@@ -22,8 +23,10 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2) -> 
         top, left = padding + r * (h + padding), padding + col * (w + padding)
         grid[:, top:top + h, left:left + w] = pixels[i]
     array = grid.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[:, :, 0] if c == 1 else np.ascontiguousarray(array))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[:, :, 0] if c == 1 else np.ascontiguousarray(array)).save(path)
+    with PendingFile(path) as pending:  # atomic, and a planted link is never followed
+        pending.commit(lambda f: image.save(f, format="PNG"))
 
 
 def fixed_latents(z_dim: int, columns: int, seed: int) -> torch.Tensor:

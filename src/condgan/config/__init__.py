@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .keys import apply_tree, diff, parse_override, set_value, to_dict, to_flat, valid_keys
+from .keys import apply_tree, diff, parse_override, set_value, to_dict, to_flat, valid_keys, yaml_load
 from .schema import (Config, ConfigError, DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RegConfig,
                      RobustConfig, SpeedConfig, TrainConfig)
 from .validate import validate
@@ -34,7 +34,7 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file not found: {path}")
     try:
         text = path.read_bytes().decode("utf-8")
-        tree = yaml.safe_load(text) or {}
+        tree = yaml_load(text) or {}
     except OSError as e:
         raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
     except UnicodeDecodeError:

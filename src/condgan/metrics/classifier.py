@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data import ImageDataset, cache_dir, to_float, to_uint8
-from ..files import save_atomic
+from ..files import load_verified, save_atomic
 from ..notices import warn
 
 # Bump whenever the network, training recipe or stored format changes: old cache files are then ignored.
@@ -158,7 +158,9 @@ def _save(model: EvalClassifier, path: Path) -> None:
 
 def _load(path: Path, train: ImageDataset, device: torch.device) -> EvalClassifier:
     """Rebuild the model stored at ``path``; raises on any mismatch with ``train``."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_verified(path)
+    if not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict):
+        raise ValueError("not a classifier cache file")
     meta = blob["meta"]
     if (meta["arch_version"], meta["img_channels"], meta["num_classes"]) != (
             ARCH_VERSION, train.images.shape[1], train.num_classes):

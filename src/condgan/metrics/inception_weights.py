@@ -13,6 +13,7 @@ import torch
 
 from ..data import DataError
 from ..data.download import download
+from ..files import load_verified
 from ..train.checkpoint import CheckpointError, load_module_state
 from .errors import EvalError
 from .inception import FIDInceptionV3
@@ -60,9 +61,10 @@ def load_inception(path: str | os.PathLike | None = None, device: torch.device |
     """The FID Inception with the published weights, in eval mode on ``device``, frozen."""
     found = find_inception_weights(path, allow_download)
     try:
-        state = torch.load(found, map_location="cpu", weights_only=True)
+        state = load_verified(found)
     except Exception as err:  # noqa: BLE001 - torn or foreign file: one line naming it
-        raise EvalError(f"Inception weights {found} cannot be read: {type(err).__name__}") from None
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise EvalError(f"Inception weights {found} cannot be read: {type(err).__name__}: {reason}") from None
     model = FIDInceptionV3()
     # Files written before BatchNorm counted batches lack num_batches_tracked; it is unused in eval mode.
     for key, value in model.state_dict().items():

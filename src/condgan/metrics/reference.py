@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..data import ImageDataset, cache_dir
-from ..files import save_atomic
+from ..files import load_verified, save_atomic
 from ..notices import warn
 from .backbones import Backbone
 from .fid import feature_statistics
@@ -43,7 +43,9 @@ def reference_path(data: ImageDataset, split: str, backbone: Backbone) -> Path:
 
 def _read(path: Path, data: ImageDataset) -> Reference | None:
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_verified(path)
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            raise ValueError("not a reference-statistics file of this format")
         if blob["format"] != FORMAT or blob["meta"]["num_images"] != len(data):
             raise ValueError("format or size differs")
         return Reference(blob["features"], blob["labels"], blob["mu"], blob["sigma"], blob["meta"], True)

@@ -6,6 +6,7 @@ it. Writing goes through :func:`condgan.files.save_atomic` (exclusive temp file,
 """
 from __future__ import annotations
 
+import pickle
 import random
 import re
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-_NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
+from ..files import load_verified
+
+_NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")  # at least 8 digits: step 100,000,000 has 9
 
 
 class CheckpointError(RuntimeError):
@@ -65,9 +68,13 @@ def remove_orphan_temp_files(directory: Path) -> None:
 
 
 def load(path: Path) -> object:
-    """Load a checkpoint file safely (``weights_only=True``); a corrupt file is a one-line error naming it."""
+    """Load a checkpoint file safely (``weights_only=True``, stored checksums verified); a torn, damaged or
+    foreign file is a one-line error naming it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_verified(path)
+    except pickle.UnpicklingError:  # torch's own message advises weights_only=False: never for a checkpoint
+        raise CheckpointError(f"checkpoint {path} cannot be read: it holds pickled objects other than tensors and "
+                              f"plain values, which condgan never unpickles") from None
     except Exception as e:  # torch raises many types for torn/foreign files
         raise CheckpointError(f"checkpoint {path} cannot be read: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None

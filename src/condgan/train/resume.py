@@ -98,3 +98,13 @@ def check_resume(requested: Config, point: ResumePoint, run_dir: Path) -> Config
         warn(f"checkpoint {point.path} was trained with D blocks whose shortcut sees x; this condgan runs the "
              f"reference block (shortcut on relu(x)), so D's function changes from step {point.step} on")
     return saved
+
+
+def check_same_data(point: ResumePoint, identity: str, requested: Config) -> None:
+    """Refuse to continue a run on training data other than its checkpoint's (same shape is not enough)."""
+    saved = None if point.state is None else point.state.get("data_identity")
+    if saved is not None and saved != identity:
+        raise ckpt.CheckpointError(
+            f"the training data ({requested.data.name} {requested.data.root or ''}) changed since checkpoint "
+            f"{point.path} was written (content hash {saved}, now {identity}); resuming would silently continue "
+            f"on other data: restore the data, or start another --out")

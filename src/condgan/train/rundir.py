@@ -55,28 +55,35 @@ class RunDirLock:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / LOCK_NAME
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(path, flags, 0o666)
-        if not _try_lock(self._fd):
+        try:
+            self._fd = os.open(path, flags, 0o666)
+            locked = _try_lock(self._fd)
+            if locked:
+                os.ftruncate(self._fd, 0)
+                os.write(self._fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            self.release(remove_if_empty=True)
+            raise type(e)(e.errno, e.strerror or str(e), str(path)) from None
+        if not locked:
             holder = os.read(self._fd, 32).decode(errors="replace").strip()
             self.release()
             pid = f" (pid {holder})" if holder.isdigit() else ""
             raise RunDirError(f"run dir {self.dir} is in use by another condgan process{pid}; wait for it to "
                               f"finish or stop it, or use another --out")
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
 
     def release(self, remove_if_empty: bool = False) -> None:
         """Give the lock back; with ``remove_if_empty``, also remove a folder this lock created and nothing filled."""
-        if self._fd is None:
+        if self._fd is None and not remove_if_empty:
             return
         if remove_if_empty and self.created:
             try:  # while still holding the lock, so no other process can have taken it meanwhile
-                if [p.name for p in self.dir.iterdir()] == [LOCK_NAME]:
-                    (self.dir / LOCK_NAME).unlink()
+                if [p.name for p in self.dir.iterdir()] in ([LOCK_NAME], []):
+                    (self.dir / LOCK_NAME).unlink(missing_ok=True)
                     self.dir.rmdir()
             except OSError:
                 pass  # best effort: an empty run dir left behind is harmless
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
         self._fd = None
 
     def __del__(self) -> None:  # a dropped trainer gives its run dir back (the OS would at process exit)

@@ -21,8 +21,8 @@ from ..notices import warn
 from ..sample import class_grid, fixed_latents, save_grid
 from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
-from .resume import FORMAT, check_resume, find_resume_point
-from .rundir import RunDirLock
+from .resume import FORMAT, check_resume, check_same_data, find_resume_point
+from .rundir import RunDirError, RunDirLock
 
 GRID_COLUMNS = 10
 
@@ -60,9 +60,13 @@ class Trainer:
         self.grid_z = fixed_latents(cfg.model.z_dim, GRID_COLUMNS, cfg.train.seed + 1)
 
     def _start(self) -> None:
+        for folder in (self.ckpt_dir, self.out / "samples"):  # found now, not at the first checkpoint or grid
+            if folder.exists() and not folder.is_dir():
+                raise RunDirError(f"{folder} is not a folder; the run dir needs it as one")
         point = find_resume_point(self.ckpt_dir)
         saved_cfg = check_resume(self.cfg, point, self.out)  # before any slow work: a wrong run dir fails fast
         self.run: Run = build_run(self.cfg, self.device)
+        check_same_data(point, self.run.dataset.identity, self.cfg)
         self.step = 0
         self.best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
         self._evaluator = None  # built at the first periodic evaluation
@@ -99,7 +103,7 @@ class Trainer:
             "opt_g": r.models.opt_g.state_dict(), "opt_d": r.models.opt_d.state_dict(),
             "sched_g": r.sched_g.state_dict(), "sched_d": r.sched_d.state_dict(),
             "sampler": r.sampler.state_dict(), "strategy": r.strategy.state_dict(), "rng": rng[0],
-            "rng_ranks": rng, "best": self.best,
+            "rng_ranks": rng, "best": self.best, "data_identity": r.dataset.identity,
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
@@ -285,8 +289,9 @@ class Trainer:
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log records after ``step`` (written after the last checkpoint by a run that was killed).
 
-    A torn last line (a kill mid-write) is dropped silently; any other line that is not a record is dropped
-    with a warning, and the file as it was is kept beside it as ``metrics.jsonl.bak``.
+    A torn last line (a kill mid-write) is dropped silently; any other line that is not a record with an integer
+    step is dropped with a warning, and the file as it was is kept beside it (``metrics.jsonl.<n>.bak``, a new
+    name each time).
     """
     if not path.exists():
         return
@@ -297,12 +302,14 @@ def _truncate_log(path: Path, step: int) -> None:
         try:
             record_step = json.loads(line)["step"]
         except (ValueError, KeyError, TypeError):
-            garbled += i < len(lines) - 1
-            continue
-        if isinstance(record_step, int) and record_step <= step:
-            kept.append(line)
+            record_step = None
+        if isinstance(record_step, int) and not isinstance(record_step, bool):
+            if record_step <= step:
+                kept.append(line)
+        elif line.strip() and i < len(lines) - 1:
+            garbled += 1
     if garbled:
-        backup = path.with_name(path.name + ".bak")
+        backup = next(b for n in range(1, 10**6) if not (b := path.with_name(f"{path.name}.{n}.bak")).exists())
         with PendingFile(backup) as pending:
             pending.commit(lambda f: f.write(raw))
         warn(f"{path}: {garbled} line(s) were not log records and were dropped; the file as it was is in {backup}")
