@@ -17,9 +17,14 @@ import torch
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
+    """The process umask, read without changing it where Linux allows (setting it races with other threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)  # elsewhere reading the umask means setting it; put it straight back
+        os.umask(mask)
+        return mask
 
 
 def _fsync_dir(directory: Path) -> None:
