@@ -17,6 +17,7 @@ import torch
 
 from ..files import load_verified
 
+FORMAT = 2  # the "format" every checkpoint records; 2: D blocks as the reference runs them (see train.resume)
 _NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")  # at least 8 digits: step 100,000,000 has 9
 
 

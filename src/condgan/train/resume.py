@@ -16,10 +16,10 @@ from ..config.keys import resume_conflicts
 from ..notices import warn
 from . import checkpoint as ckpt
 
-# Checkpoint format 2: the D blocks of these architectures shortcut on relu(x), as the reference code runs them
-# (format 1 checkpoints were trained with the shortcut on x).
-FORMAT = 2
-RELU_SHORTCUT_SINCE_FORMAT_2 = ("biggan32", "resnet32")
+# Since checkpoint format 2 the D blocks of these architectures shortcut on relu(x), as the reference code runs
+# them; older checkpoints were trained with the shortcut on x.
+RELU_SHORTCUT_FORMAT = 2
+RELU_SHORTCUT_ARCHS = ("biggan32", "resnet32")
 
 
 @dataclass
@@ -94,7 +94,7 @@ def check_resume(requested: Config, point: ResumePoint, run_dir: Path) -> Config
     if point.step > requested.train.steps:
         raise ckpt.CheckpointError(f"checkpoint {point.path} is at step {point.step}, beyond train.steps="
                                    f"{requested.train.steps}: set train.steps to at least {point.step} to resume it")
-    if point.state["format"] < 2 and requested.model.arch in RELU_SHORTCUT_SINCE_FORMAT_2:
+    if point.state["format"] < RELU_SHORTCUT_FORMAT and requested.model.arch in RELU_SHORTCUT_ARCHS:
         warn(f"checkpoint {point.path} was trained with D blocks whose shortcut sees x; this condgan runs the "
              f"reference block (shortcut on relu(x)), so D's function changes from step {point.step} on")
     return saved

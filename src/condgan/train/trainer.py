@@ -21,7 +21,7 @@ from ..notices import warn
 from ..sample import class_grid, fixed_latents, save_grid
 from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
-from .resume import FORMAT, check_resume, check_same_data, find_resume_point
+from .resume import check_resume, check_same_data, find_resume_point
 from .rundir import RunDirError, RunDirLock
 
 GRID_COLUMNS = 10
@@ -98,7 +98,7 @@ class Trainer:
         r = self.run
         rng = gather_objects(ckpt.rng_state())  # every rank's own stream, for a resume at the same world size
         return {
-            "format": FORMAT, "step": self.step, "config": to_dict(self.cfg),
+            "format": ckpt.FORMAT, "step": self.step, "config": to_dict(self.cfg),
             "G": r.models.G.state_dict(), "D": r.models.D.state_dict(), "G_ema": r.ema.shadow.state_dict(),
             "opt_g": r.models.opt_g.state_dict(), "opt_d": r.models.opt_d.state_dict(),
             "sched_g": r.sched_g.state_dict(), "sched_d": r.sched_d.state_dict(),
