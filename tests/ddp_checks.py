@@ -87,6 +87,30 @@ def _train_output_gap(x: torch.Tensor, rows: slice, out: torch.Tensor) -> float:
     return (out.detach() - ref[rows]).abs().max().item()
 
 
+def check_ada_controller(steps: int = 24, local: int = 4) -> dict[str, float]:
+    """ADA's p on 2 ranks, each seeing its own half of every batch of D outputs, vs one process seeing whole
+    batches: p must be the same on every rank (the interval's signs are all-reduced) and equal the one-process p."""
+    from condgan.augment.training import AdaptiveAugmentation
+    from condgan.config import AugConfig
+    from condgan.distributed import all_reduce_sum
+
+    cfg = AugConfig(ada="bgc", ada_p=0.05, ada_target=0.2, ada_interval=2, ada_kimg=1)
+    gen = torch.Generator().manual_seed(11)
+    batches = [torch.randn(local * world().size, generator=gen) + (0.8 if t % 9 < 5 else -0.8) for t in range(steps)]
+    ranks, alone = AdaptiveAugmentation(cfg, torch.device("cpu"), all_reduce_sum), AdaptiveAugmentation(
+        cfg, torch.device("cpu"))
+    trajectory = []
+    for batch in batches:
+        ranks.observe_real(batch[world().shard(batch.shape[0])])
+        alone.observe_real(batch)
+        trajectory.append(float(ranks.p))
+    every_rank = [torch.zeros(()) for _ in range(world().size)]
+    dist.all_gather(every_rank, ranks.p)
+    return {"rank_spread": max(float(p) for p in every_rank) - min(float(p) for p in every_rank),
+            "vs_one_process": abs(float(ranks.p) - float(alone.p)), "p_moves": len(set(trajectory)),
+            "p": float(ranks.p)}
+
+
 def main() -> None:
     dist.init_process_group("gloo")
     results = {
@@ -95,6 +119,7 @@ def main() -> None:
         "d2d_ce_paper": check_gathered_loss(lambda e, p, y: d2d_ce(e, p, y, 0.5, 0.9, 0.3)),
         "2c": check_gathered_loss(lambda e, p, y: contrastive_2c(e, p, y, 1.0)),
         "sync_bn": check_sync_bn(),
+        "ada": check_ada_controller(),
     }
     if world().is_main:
         with open(sys.argv[1], "w") as f:

@@ -57,7 +57,8 @@ def max_gap(a: dict, b: dict) -> float:
 
 
 def test_collectives_match_one_process(tmp_path):
-    """Gathered D2D-CE (both forms) and 2C, and SyncBN, against one process on the whole batch."""
+    """Gathered D2D-CE (both forms) and 2C, SyncBN and ADA's p controller, against one process on the whole
+    batch."""
     out = tmp_path / "checks.json"
     torchrun([str(TESTS / "ddp_checks.py"), str(out)], tmp_path)
     r = json.loads(out.read_text())
@@ -69,6 +70,8 @@ def test_collectives_match_one_process(tmp_path):
         assert c["ungathered_grad_weight"] > 1e-3, (loss, c)  # the check can tell a missing gather
     for key, value in r["sync_bn"].items():
         assert value < 1e-5, (key, value)
+    ada = r["ada"]  # ADA's p: identical on both ranks and equal to one process's over the whole batches
+    assert ada["rank_spread"] == 0.0 and ada["vs_one_process"] < 1e-7 and ada["p_moves"] > 3, ada
 
 
 def test_ddp_run_equals_one_process(tmp_path):

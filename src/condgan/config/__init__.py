@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from .keys import apply_tree, diff, parse_override, set_value, to_dict, to_flat, valid_keys, yaml_load
-from .schema import (Config, ConfigError, DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RegConfig,
-                     RobustConfig, SpeedConfig, TrainConfig)
+from .schema import (AugConfig, Config, ConfigError, DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig,
+                     RegConfig, RobustConfig, SpeedConfig, TrainConfig)
 from .validate import validate
 
 
@@ -57,7 +57,7 @@ def build_config(base_tree: dict | None = None, overrides: list[str] | None = No
     return cfg
 
 
-__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig",
+__all__ = ["AugConfig", "Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig",
            "RegConfig", "RobustConfig", "SpeedConfig", "TrainConfig", "apply_tree", "build_config", "diff",
            "from_dict", "load_yaml", "parse_override", "set_value", "to_dict", "to_flat", "to_yaml", "valid_keys",
            "validate"]

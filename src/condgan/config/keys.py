@@ -82,7 +82,8 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
     value = _coerce(key, value, hint)
     choices = f.metadata.get("choices")
     if choices and value not in choices:
-        raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}; got {value!r}")
+        shown = ", ".join(c or '""' for c in choices)  # "" (off) shown as such
+        raise ConfigError(f"config key '{key}' must be one of {shown}; got {value!r}")
     setattr(obj, f.name, value)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..augment.ada import ADA_PIPELINES
+
 
 class ConfigError(ValueError):
     """A bad configuration value, key or file; the message names the culprit."""
@@ -23,6 +25,18 @@ class DataConfig:
     crop_scale: float = 1.0  # random-resized-crop minimum area scale; 1.0 = off
     crop_ratio: float = 4 / 3  # random-resized-crop largest aspect ratio (its inverse the smallest); 1 = square
     download: bool = True  # cifar: download (checksum-verified) when missing and online
+    subset: int = 0  # limited data: train on the first K images of each class (fixed shuffle, seed 0); 0 = all
+
+
+@dataclass
+class AugConfig:
+    """Differentiable augmentation of every D input: reals and fakes in D steps, fakes in G steps."""
+    diffaug: str = ""  # DiffAugment policy, a comma list of color, translation, cutout; "" = off
+    ada: str = _choice("", *ADA_PIPELINES, default="")  # ADA pipeline (bgc: blit + geometric + colour); "" = off
+    ada_p: float = 0.0  # ADA's initial p (the fixed p when ada_target is null)
+    ada_target: float | None = 0.6  # adaptive p: the target of E[sign(D(x_real))]; null = fixed p
+    ada_interval: int = 4  # D steps between two adjustments of p
+    ada_kimg: int = 500  # thousands of real images for p to move by 1
 
 
 @dataclass
@@ -150,6 +164,7 @@ class Config:
     description: str = ""
     reproduces: str = ""  # the paper table row a preset reproduces, with the paper's figure
     data: DataConfig = field(default_factory=DataConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     reg: RegConfig = field(default_factory=RegConfig)

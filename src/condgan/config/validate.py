@@ -1,13 +1,15 @@
 """Cross-field checks of a config that single-field types cannot express; each error names the key."""
 from __future__ import annotations
 
+from ..augment.diffaug import parse_policy
 from .keys import to_flat
 from .schema import Config, ConfigError
 
 POSITIVE = ("train.steps", "train.batch_size", "train.n_dis", "train.log_every", "train.sample_every",
             "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim", "model.g_width",
             "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays", "robust.pgd_steps",
-            "optim.lr_half_life", "optim.g_lr", "optim.d_lr", "loss.temperature")
+            "optim.lr_half_life", "optim.g_lr", "optim.d_lr", "loss.temperature", "aug.ada_interval",
+            "aug.ada_kimg")
 
 # key -> (low, high, interval as written in the message); "[" / "]" closed, "(" / ")" open
 INTERVALS = {
@@ -20,6 +22,8 @@ INTERVALS = {
     "loss.m_p": (-1.0, 1.0, "(-1, 1]"),  # a cosine-similarity margin
     "data.crop_ratio": (1.0, float("inf"), "[1, inf)"),
     "data.crop_scale": (0.0, 1.0, "(0, 1]"),
+    "data.subset": (0, float("inf"), "[0, inf)"),
+    "aug.ada_p": (0.0, 1.0, "[0, 1]"),
 }
 
 
@@ -42,6 +46,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'optim.lr_decay_start' must be in [0, train.steps); "
                           f"got {cfg.optim.lr_decay_start}")
     _validate_eval(cfg)
+    _validate_aug(cfg)
     _validate_loss(cfg)
     _validate_strategy(cfg)
     if cfg.model.arch == "biggan32" and cfg.model.z_dim % 4:
@@ -76,6 +81,20 @@ def _validate_loss(cfg: Config) -> None:
     if not (0.0 < reg.topk_gamma <= 1.0 and 0.0 < reg.topk_nu <= 1.0):
         raise ConfigError(f"config keys 'reg.topk_gamma' and 'reg.topk_nu' must be in (0, 1]; "
                           f"got {reg.topk_gamma}, {reg.topk_nu}")
+
+
+def _validate_aug(cfg: Config) -> None:
+    a = cfg.aug
+    try:
+        parse_policy(a.diffaug)
+    except ValueError as err:
+        raise ConfigError(f"config key 'aug.diffaug': {err}") from None
+    if a.ada and a.diffaug.strip():
+        raise ConfigError(f"config keys 'aug.diffaug' and 'aug.ada': one augmentation at a time; got "
+                          f"diffaug={a.diffaug!r}, ada={a.ada!r}")
+    if a.ada_target is not None and not -1.0 <= a.ada_target <= 1.0:
+        raise ConfigError(f"config key 'aug.ada_target' must be in [-1, 1] (a mean of signs) or null (fixed p); "
+                          f"got {a.ada_target}")
 
 
 # D-side regularisers need real and fake outputs of one pass; the robust strategies do not offer that.

@@ -65,6 +65,20 @@ def make_dataset(images: torch.Tensor, labels: torch.Tensor, num_classes: int, n
     return ImageDataset(images, labels, int(num_classes), name, data_identity(images, labels, num_classes))
 
 
+SUBSET_SEED = 0  # data.subset's shuffle: the same images whatever train.seed, so seeds are comparable
+
+
+def first_per_class(dataset: ImageDataset, k: int, seed: int = SUBSET_SEED) -> ImageDataset:
+    """The first ``k`` images of each class in a fixed shuffle of ``dataset`` (all of a class with fewer),
+    in the dataset's own order: a limited-data training set (``data.subset``)."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    labels = dataset.labels.cpu()[order]
+    rank_in_class = F.one_hot(labels, dataset.num_classes).cumsum(0)[torch.arange(len(labels)), labels] - 1
+    keep = order[rank_in_class < k].sort().values
+    return make_dataset(dataset.images.cpu()[keep], dataset.labels.cpu()[keep], dataset.num_classes,
+                        f"{dataset.name}-first{k}")
+
+
 def check_resolution(resolution: int) -> int:
     """Return ``resolution`` if it is a usable image side length, else raise DataError."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 4:

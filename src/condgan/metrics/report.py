@@ -13,7 +13,8 @@ def final_report(trainer, progress: bool = True) -> dict:
     with the classifier's own top-1 accuracy on real images for context: the held-out test split, or (for a
     dataset without one) its training images, said so in ``real_images_are`` and with a warning."""
     cfg, device = trainer.cfg, trainer.device
-    train = trainer.run.dataset  # already loaded (and on the device) for training
+    # the training data, already loaded; with data.subset the judge is trained on the whole training split
+    train = load_dataset(cfg.data, "train") if cfg.data.subset else trainer.run.dataset
     test = load_dataset(cfg.data, "test")
     held_out = test.identity != train.identity  # folder / npz without a test split return the train images
     clf = load_or_train_classifier(train, device=device, progress=progress)

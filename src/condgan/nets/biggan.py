@@ -133,6 +133,8 @@ class DiscBlock(nn.Module):
 class BigGANDiscriminator(nn.Module):
     """D(x [B, img_channels, 32, 32], y [B] long) -> DOutput (features are [B, 2*width])."""
 
+    batch_coupled = False  # one sample's output never depends on the rest of its batch (no BN, no minibatch-std)
+
     def __init__(self, num_classes: int = 10, width: int = 96, img_channels: int = 3, cond: str = "d2d_ce",
                  embed_dim: int = 512, attention: bool = True, sn: bool = True,
                  init: str = "orthogonal", aux: str = "none") -> None:

@@ -49,6 +49,8 @@ def _conv_transpose(cin: int, cout: int, sn: bool) -> nn.Module:
 class DCGANDiscriminator(nn.Module):
     """D(x [B, img_channels, 32, 32], y [B]) -> DOutput."""
 
+    batch_coupled = False  # one sample's output never depends on the rest of its batch (no BN, no minibatch-std)
+
     def __init__(self, num_classes: int, width: int = 64, img_channels: int = 1, cond: str = "d2d_ce",
                  embed_dim: int = 128, sn: bool = True, init: str = "normal", aux: str = "none",
                  negative_slope: float = 0.1) -> None:

@@ -67,6 +67,8 @@ class ResNetDiscriminator(nn.Module):
     Default: ``width`` four times with the SNGAN CIFAR downsampling.
     """
 
+    batch_coupled = False  # one sample's output never depends on the rest of its batch (no BN, no minibatch-std)
+
     def __init__(self, num_classes: int = 10, width: int = 128, img_channels: int = 3, cond: str = "pd",
                  embed_dim: int = 512, sn: bool = True, init: str = "orthogonal", aux: str = "none",
                  channels: Sequence[int] | None = None, downsample: Sequence[bool] = D_DOWNSAMPLE,

@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import Config
-from ..data import BatchSampler, ImageDataset, load_dataset
+from ..data import BatchSampler, DataError, ImageDataset, load_dataset
+from ..data.base import first_per_class
 from ..distributed import World, convert_sync_batchnorm, world
 from ..nets import build_nets
 from .ema import EMA
@@ -79,14 +80,21 @@ def _scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_schedu
 def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = None) -> Run:
     """Seed, load the data onto ``device`` (once, as uint8) and build every trained object.
 
-    ``dataset`` replaces the one ``cfg.data`` names (benchmarks train on synthetic images).
+    ``dataset`` replaces the one ``cfg.data`` names (benchmarks train on synthetic images); ``data.subset``
+    applies to either.
 
     Under torchrun every rank builds the same nets from the same seed (DDP checks they agree), then
     reseeds the global torch RNG with train.seed + rank for its own randomness (augmentation, attacks).
     """
     w = world()
     seed_everything(cfg.train.seed)
-    dataset = (dataset or load_dataset(cfg.data, "train")).to(device)
+    dataset = dataset or load_dataset(cfg.data, "train")
+    if cfg.data.subset:
+        dataset = first_per_class(dataset, cfg.data.subset)
+        if len(dataset) < cfg.train.batch_size:
+            raise DataError(f"data.subset={cfg.data.subset} keeps {len(dataset)} images of {dataset.num_classes} "
+                            f"classes, fewer than train.batch_size {cfg.train.batch_size}")
+    dataset = dataset.to(device)
     channels = dataset.images.shape[1]
     G, D = build_nets(cfg, dataset.num_classes, channels)
     if cfg.model.sync_bn:
@@ -120,8 +128,8 @@ def advance(run: Run, step: int, keep_ema: bool = True) -> dict[str, torch.Tenso
 
 
 def _training_callables(cfg: Config, G: nn.Module, D: nn.Module, device: torch.device, w: World) -> tuple:
-    """(g_fwd, d_fwd, d_local) of :class:`Models`: DDP wrappers under torchrun, compiled with speed.compile."""
-    g_fwd, d_fwd, d_local = G, D, D
+    """(g_fwd, d_synced, d_unsynced) of :class:`Models`: DDP wrappers under torchrun, compiled with speed.compile."""
+    g_fwd, d_synced, d_unsynced = G, D, D
     if w.distributed:
         ids = [device.index] if device.type == "cuda" else None
         # Buffers are synchronised once at wrapping, not before every forward: spectral norm's u follows the
@@ -130,8 +138,8 @@ def _training_callables(cfg: Config, G: nn.Module, D: nn.Module, device: torch.d
         params = inspect.signature(DistributedDataParallel.__init__).parameters
         no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False}
         g_fwd = DistributedDataParallel(G, device_ids=ids, **no_sync)
-        d_fwd = DistributedDataParallel(D, device_ids=ids, **no_sync)
+        d_synced = DistributedDataParallel(D, device_ids=ids, **no_sync)
     if cfg.speed.compile:
-        g_fwd, d_fwd = torch.compile(g_fwd), torch.compile(d_fwd)
-        d_local = torch.compile(D) if w.distributed else d_fwd
-    return g_fwd, d_fwd, d_local
+        g_fwd, d_synced = torch.compile(g_fwd), torch.compile(d_synced)
+        d_unsynced = torch.compile(D) if w.distributed else d_synced
+    return g_fwd, d_synced, d_unsynced

@@ -2,9 +2,10 @@
 
 Per D step: x_r is attacked with ``robust.pgd_steps`` (k) signed ascent steps of size tau on D's real-side
 loss, from a uniform random start in [-eps, eps], projected onto the eps ball and clipped to [-1, 1]
-after every step. D is in eval mode during the attack (no spectral-norm power iteration, running BN
-statistics) and the attack leaves D's parameter gradients untouched; then one ordinary D step on the
-attacked reals and fresh fakes (with n_dis D steps per G step, RobGAN's 5).
+after every step; each step's D pass goes through the run's augmentation (fresh draws). D is in eval mode
+during the attack (no spectral-norm power iteration, running BN statistics) and the attack leaves D's
+parameter gradients untouched; then one ordinary D step on the attacked reals and fresh fakes (with n_dis D
+steps per G step, RobGAN's 5).
 """
 from __future__ import annotations
 
@@ -27,8 +28,7 @@ class PGDStrategy(StandardStrategy):
         try:
             for _ in range(r.pgd_steps):
                 x_adv = perturb(x_real, delta).requires_grad_(True)
-                with self.precision.autocast():
-                    out = self.m.d_local(x_adv, y_real).float()
+                out = self.d_pass(x_adv, y_real)  # through the run's augmentation, fresh draws each step
                 loss = total("d", self.objective.d_real_terms(out, y_real))["d_loss"]
                 (grad,) = torch.autograd.grad(loss, x_adv)  # input gradient only: D's .grad stays as it was
                 delta = ascend(delta, grad, r.step_size, r.epsilon)

@@ -11,6 +11,11 @@
              reg.lecam_start, after which the term switches on)
     topk     G's adversarial loss over the k best fakes, k = max(gamma^epoch, nu) * batch
 These are StudioGAN's reference forms. The EMAs are run state: they go into every checkpoint.
+
+Every D pass goes through the run's :class:`~condgan.train.discriminate.DiscriminatorPass`: the gradient
+penalties (gp, dra, r1) are taken with respect to the un-augmented input, through the run's augmentation
+(as stylegan2-ada's R1); the consistency terms (cr, bcr, zcr) compare D's output of the D-update pass with
+a pass on their own transform alone, without the run's augmentation (as StudioGAN).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from ..config import Config
 from ..data import translate_flip
 from ..losses import consistency, dragan_perturb, gradient_penalty, interpolate, lecam, r1_penalty, topk, topk_count
 from ..nets.heads import DOutput
+from .discriminate import DiscriminatorPass
 from .objective import Terms
 
 
@@ -50,32 +56,37 @@ class Regularizers:
         self.ema_fake: torch.Tensor | None = None
 
     # -- discriminator ------------------------------------------------------------------------------
-    def d_terms(self, D: nn.Module, G: nn.Module, step: int, x_real: torch.Tensor, y_real: torch.Tensor,
-                x_fake: torch.Tensor, y_fake: torch.Tensor, z: torch.Tensor, real: DOutput,
+    def d_terms(self, d_pass: DiscriminatorPass, G: nn.Module, step: int, x_real: torch.Tensor,
+                y_real: torch.Tensor, x_fake: torch.Tensor, y_fake: torch.Tensor, z: torch.Tensor, real: DOutput,
                 fake: DOutput) -> Terms:
-        """Weighted D terms; ``step`` counts finished G steps. x_*: [B, C, H, W] as D saw them."""
+        """Weighted D terms; ``step`` counts finished G steps. x_*: [B, C, H, W] before the run's augmentation."""
         r = self.reg
         terms: Terms = {}
         if r.gp:
             x_hat = interpolate(x_real, x_fake, torch.rand(x_real.shape[0], device=x_real.device))
-            terms["d_gp"] = (self._penalty(D, x_hat, y_real, gradient_penalty), r.gp)
+            terms["d_gp"] = (self._penalty(d_pass, x_hat, y_real, gradient_penalty), r.gp)
         if r.dra:
             alpha = torch.rand(x_real.shape[0], device=x_real.device)
             perturbed = dragan_perturb(x_real, torch.rand_like(x_real))
-            terms["d_dra"] = (self._penalty(D, interpolate(perturbed, x_real, alpha), y_real, gradient_penalty),
+            terms["d_dra"] = (self._penalty(d_pass, interpolate(perturbed, x_real, alpha), y_real, gradient_penalty),
                               r.dra)
         if r.r1:
-            terms["d_r1"] = (self._penalty(D, x_real, y_real, r1_penalty), r.r1 / 2)
+            terms["d_r1"] = (self._penalty(d_pass, x_real, y_real, r1_penalty), r.r1 / 2)
+        def own_transform(x: torch.Tensor, y: torch.Tensor) -> DOutput:  # the consistency terms' second pass
+            return d_pass(x, y, augment=False)
+
         if r.cr:
-            terms["d_cr"] = (output_consistency(real, D(translate_flip(x_real), y_real), self.mh), r.cr)
+            terms["d_cr"] = (output_consistency(real, own_transform(translate_flip(x_real), y_real), self.mh), r.cr)
         if r.bcr_real:
-            terms["d_bcr_real"] = (output_consistency(real, D(translate_flip(x_real), y_real), self.mh), r.bcr_real)
+            terms["d_bcr_real"] = (output_consistency(real, own_transform(translate_flip(x_real), y_real), self.mh),
+                                   r.bcr_real)
         if r.bcr_fake:
-            terms["d_bcr_fake"] = (output_consistency(fake, D(translate_flip(x_fake), y_fake), self.mh), r.bcr_fake)
+            terms["d_bcr_fake"] = (output_consistency(fake, own_transform(translate_flip(x_fake), y_fake), self.mh),
+                                   r.bcr_fake)
         if r.zcr_d:
             with torch.no_grad():
                 x_eps = G(z + r.zcr_sigma * torch.randn_like(z), y_fake)
-            terms["d_zcr"] = (output_consistency(fake, D(x_eps, y_fake), self.mh), r.zcr_d)
+            terms["d_zcr"] = (output_consistency(fake, own_transform(x_eps, y_fake), self.mh), r.zcr_d)
         if r.lecam:
             self._update_lecam(step, self.gather(real.adv.detach()).mean(), self.gather(fake.adv.detach()).mean())
             if step > r.lecam_start:
@@ -83,9 +94,9 @@ class Regularizers:
         return terms
 
     @staticmethod
-    def _penalty(D: nn.Module, x: torch.Tensor, y: torch.Tensor, fn) -> torch.Tensor:
+    def _penalty(d_pass: DiscriminatorPass, x: torch.Tensor, y: torch.Tensor, fn) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
-        return fn(D(x, y).adv, x)
+        return fn(d_pass(x, y).adv, x)
 
     def _update_lecam(self, step: int, real_mean: torch.Tensor, fake_mean: torch.Tensor) -> None:
         decay = self.reg.lecam_decay if step >= self.reg.lecam_start else 0.0

@@ -9,7 +9,9 @@ from torch import nn
 
 from ..config import Config
 from ..data import BatchSampler, augment, to_float
-from ..distributed import all_gather_cat
+from ..augment.training import build_augmentation
+from ..distributed import all_gather_cat, all_reduce_sum
+from .discriminate import DiscriminatorPass, is_batch_coupled
 from .objective import Objective, total
 from .precision import Precision
 from .regularize import Regularizers
@@ -23,29 +25,30 @@ class Models:
 
     ``G`` and ``D`` are the plain modules (state dicts, EMA, evaluation). Training passes use wrappers
     (DDP under torchrun, ``torch.compile`` with speed.compile), each the plain module when not wrapped:
-    g_fwd for G; d_fwd for the passes that update D (DDP averages their gradients); d_local for D passes
-    that update no D weight (the G step, attacks, regulariser passes inside a D loss).
+    g_fwd for G; d_synced for the pass whose loss updates D (DDP all-reduces D's gradients in its
+    backward); d_unsynced for every other D pass (see condgan.train.discriminate). Strategies reach D only
+    through their :class:`DiscriminatorPass`.
     """
     G: nn.Module
     D: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     g_fwd: Callable | None = None
-    d_fwd: Callable | None = None
-    d_local: Callable | None = None
+    d_synced: Callable | None = None
+    d_unsynced: Callable | None = None
 
     def __post_init__(self) -> None:
         self.g_fwd = self.G if self.g_fwd is None else self.g_fwd
-        self.d_fwd = self.D if self.d_fwd is None else self.d_fwd
-        self.d_local = self.D if self.d_local is None else self.d_local
+        self.d_synced = self.D if self.d_synced is None else self.d_synced
+        self.d_unsynced = self.D if self.d_unsynced is None else self.d_unsynced
 
 
 class StandardStrategy:
     """n_dis D steps (each on its own real batch and fresh fakes), then one G step.
 
-    Real and fake images go through D in one concatenated forward: D has no batch statistics, so this
-    equals two forwards in value and halves the kernel launches. ``d_feat_norm`` (the mean L2 norm of D's
-    pooled features on reals) is logged with the losses: it is the ReACGAN paper's Fig. 2 diagnostic.
+    Every D pass goes through ``self.d_pass`` (augmentation, autocast, DDP sync, float outputs).
+    ``d_feat_norm`` (the mean L2 norm of D's pooled features on reals) is logged with the losses: it is the
+    ReACGAN paper's Fig. 2 diagnostic.
     """
 
     def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int,
@@ -60,6 +63,9 @@ class StandardStrategy:
         # batch-coupled losses span all ranks (all_gather_cat is the identity in one process)
         self.objective = Objective(cfg.loss, num_classes, all_gather_cat)
         self.regularizers = Regularizers(cfg, all_gather_cat)
+        self.augmentation = build_augmentation(cfg.aug, device, all_reduce_sum)
+        self.d_pass = DiscriminatorPass(models.d_synced, models.d_unsynced, self.precision, self.augmentation,
+                                        is_batch_coupled(models.D))
         # Latents come from their own stream, seeded alike on every rank: each rank draws the whole global
         # batch and keeps its share, so any number of processes sees the same z and y as one process.
         self.noise = torch.Generator(device).manual_seed(cfg.train.seed + NOISE_SEED_OFFSET)
@@ -87,17 +93,13 @@ class StandardStrategy:
 
     def d_update(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
                  y_fake: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One D optimiser step on these reals and fakes (one forward, one backward); returns the losses.
+        """One D optimiser step on these reals and fakes (one backward); returns the losses.
 
-        If ``x_real`` requires grad, its ``.grad`` holds d(D loss)/dx_real afterwards: D has no batch
-        statistics, so the fake half of the concatenated pass does not depend on it.
+        If ``x_real`` requires grad, its ``.grad`` holds d(D loss)/dx_real afterwards (through the augmentation).
         """
-        n = x_real.shape[0]
-        with self.precision.autocast():
-            # fakes made under autocast are half precision: cat needs one dtype (D's convs cast back anyway)
-            out = self.m.d_fwd(torch.cat([x_real, x_fake.to(x_real.dtype)]), torch.cat([y_real, y_fake])).float()
-            real, fake = out.rows(slice(0, n)), out.rows(slice(n, None))
-            reg = self.regularizers.d_terms(self.m.d_local, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
+        real, fake = self.d_pass.real_fake(x_real, y_real, x_fake, y_fake)
+        with self.precision.autocast():  # zCR's G pass
+            reg = self.regularizers.d_terms(self.d_pass, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
                                             real, fake)
         losses = total("d", self.objective.d_terms(real, fake, y_real, y_fake), reg)
         self.precision.backward_step(losses["d_loss"], self.m.opt_d, "d")
@@ -116,12 +118,13 @@ class StandardStrategy:
         D.requires_grad_(False)  # G's backward needs no grads for D's weights
         with self.precision.autocast():
             x_fake = self.m.g_fwd(z, y)
-            fake = self.m.d_local(x_fake, y).float()
-            real_features = None
-            if self.cfg.loss.fm_weight:
-                x_real, y_real = self.real_batch()
-                with torch.no_grad():
-                    real_features = self.m.d_local(x_real, y_real).features.float()
+        fake = self.d_pass(x_fake, y)
+        real_features = None
+        if self.cfg.loss.fm_weight:
+            x_real, y_real = self.real_batch()
+            with torch.no_grad():
+                real_features = self.d_pass(x_real, y_real).features
+        with self.precision.autocast():  # zCR's second G pass
             g_reg = self.regularizers.g_terms(self.m.g_fwd, z, y, x_fake)
         adv_logits = self.regularizers.g_adv_logits(fake.adv, self.sampler.epoch)
         losses = total("g", self.objective.g_terms(fake, y, adv_logits, real_features), g_reg)
@@ -134,20 +137,22 @@ class StandardStrategy:
         for _ in range(self.cfg.train.n_dis):
             d_losses = self.d_step(step)
         g_losses = self.g_step(device, step)
-        return {k: v.detach() for k, v in {**d_losses, **g_losses}.items()}
+        return {k: v.detach() for k, v in {**d_losses, **g_losses, **self.augmentation.log_values()}.items()}
 
     def state_dict(self) -> dict:
-        """Run state beyond nets and optimisers: the regularisers' EMAs, the latent stream, the loss scalers.
+        """Run state beyond nets and optimisers: the regularisers' EMAs, the latent stream, the loss scalers,
+        the augmentation's state (ADA's p).
 
         The same on every rank (a collective under torchrun in subclasses: call it on every rank).
         """
         return {"regularizers": self.regularizers.state_dict(), "noise": self.noise.get_state(),
-                "scalers": self.precision.state_dict()}
+                "scalers": self.precision.state_dict(), "augmentation": self.augmentation.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.regularizers.load_state_dict(state.get("regularizers", {}))
         if "noise" in state:  # absent in checkpoints written before the latent stream had its own generator
             self.noise.set_state(state["noise"].cpu())
         self.precision.load_state_dict(state.get("scalers", {}))
+        self.augmentation.load_state_dict(state.get("augmentation", {}))
 
 

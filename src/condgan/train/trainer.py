@@ -270,8 +270,10 @@ class Trainer:
         from ..metrics.evaluate import Evaluator, request_from_config
 
         if self._evaluator is None:
-            self._evaluator = Evaluator(self.cfg.data, request_from_config(self.cfg), self.device,
-                                        train=self.run.dataset, progress=self.progress)
+            # with data.subset the judge (classifier, train reference) still knows the whole training split
+            train = None if self.cfg.data.subset else self.run.dataset
+            self._evaluator = Evaluator(self.cfg.data, request_from_config(self.cfg), self.device, train=train,
+                                        progress=self.progress)
         return self._evaluator(self.run.ema.shadow, self.cfg.model.z_dim)
 
     def save_samples(self) -> Path:
