@@ -2,6 +2,9 @@
 DiffAugment on, the config keys (hostile values included) and data.subset."""
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +155,20 @@ def test_training_on_a_subset_uses_only_the_subset(tmp_path):
 def test_subset_smaller_than_the_batch_is_a_one_line_error(capsys, tmp_path):
     code, _, err = run_main(capsys, *tiny_train_args(tmp_path / "run", "data.subset=1"))
     assert code == 2 and "data.subset=1 keeps 10 images" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("sets", [
+    ["model.arch=fastgan", "loss.cond=ac", "loss.fake_kl_weight=1.0", "train.strategy=free_adversarial",
+     "robust.epsilon=0.05", "robust.step_size=0.05", "model.init=xavier", "aug.diffaug=color,translation,cutout"],
+    ["train.strategy=pgd", "robust.epsilon=0.05", "robust.step_size=0.02", "aug.ada=bgc", "aug.ada_p=0.5"],
+    ["reg.r1=1.0", "reg.gp=1.0", "reg.cr=1.0", "reg.zcr_d=1.0", "reg.lecam=0.1", "reg.lecam_start=0",
+     "reg.topk=true", "loss.fm_weight=1.0", "aug.ada=bgc", "aug.ada_p=0.5"],
+    ["speed.precision=bf16", "aug.diffaug=translation,cutout"]])
+def test_augmentation_with_every_strategy_and_regulariser(tmp_path, sets):
+    """Two steps train with finite losses, and FastGAN's delta still gets its ascent through the augmentation."""
+    t = Trainer(tiny_cfg("train.steps=2", *sets), tmp_path, progress=False)
+    t.train()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
+    if "train.strategy=free_adversarial" in sets:
+        assert records[-1]["d_delta_abs"] > 0

@@ -2,7 +2,7 @@
 
     gp       WGAN-GP on x_hat = a x_real + (1 - a) x_fake, a ~ U[0, 1] per sample, D at the real labels
     dra      DRAGAN on x_hat = x_real + a * 0.5 std(x_real) U[0, 1)
-    r1       gamma / 2 E ||grad D(x_real)||^2
+    r1       gamma / 2 E ||grad_x D||^2 at the reals
     cr       MSE between D's outputs on x_real and on translate_flip(x_real): adv, plus the classifier
              logits (ac, mh) or the embedding (2c, d2d_ce)
     bcr      the same on reals and on fakes, weighted separately
