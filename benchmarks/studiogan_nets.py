@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from condgan.config import build_config  # noqa: E402
 from condgan.nets import build_nets  # noqa: E402
-from condgan.nets.biggan import DiscBlock  # noqa: E402
+from condgan.nets.blocks import DiscBlock  # noqa: E402
 from condgan.presets import load_preset  # noqa: E402
 from studiogan_step import CLASSES, Z_DIM, _modules, _placeholder_modules  # noqa: E402
 

@@ -60,7 +60,7 @@ def test_presets_resolve_and_round_trip():
 
 def test_cifar10_reacgan_preset_has_reference_settings():
     c = build_config(load_preset("cifar10-reacgan"))
-    assert (c.model.arch, c.model.z_dim, c.model.g_width, c.model.d_width) == ("biggan32", 80, 96, 96)
+    assert (c.model.arch, c.model.z_dim, c.model.g_width, c.model.d_width) == ("biggan", 80, 96, 96)
     assert (c.loss.cond, c.loss.cond_weight, c.loss.temperature, c.loss.m_p) == ("d2d_ce", 0.5, 0.5, 0.98)
     assert c.optim.g_lr == pytest.approx(2.8284271e-4) and (c.optim.beta1, c.optim.beta2) == (0.5, 0.999)
     assert (c.train.batch_size, c.train.n_dis, c.train.steps) == (128, 5, 100000)
@@ -70,7 +70,7 @@ def test_cifar10_reacgan_preset_has_reference_settings():
 def test_cli_presets_show_prints_config_and_counts(capsys):
     assert main(["presets", "--show", "cifar10-reacgan"]) == 0
     out = capsys.readouterr().out
-    assert "arch: biggan32" in out
+    assert "arch: biggan" in out
     assert "G 9,416,196" in out and "D 2,517,186" in out
 
 

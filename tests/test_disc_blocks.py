@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from condgan.config import build_config
 from condgan.nets import build_nets
-from condgan.nets.biggan import DiscBlock, DiscOptBlock
+from condgan.nets.blocks import DiscBlock, DiscOptBlock
 
 # arch -> whether its reference code's shortcut sees relu(x)
 REFERENCE_SHORTCUT_ON_RELU = {"biggan32": True, "resnet32": True, "fastgan": False}

@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import tiny_cfg
 from condgan.augment.training import Augmentation
-from condgan.nets import ARCHITECTURES, RESOLUTIONS
+from condgan.nets import ARCHITECTURES
 from condgan.nets.heads import DOutput
 from condgan.train.build import build_run
 from condgan.train.discriminate import DiscriminatorPass, is_batch_coupled
@@ -46,13 +46,13 @@ class BatchNormD(nn.Module):
         return DOutput(adv=self.adv(h)[:, 0], features=h)
 
 
-ARCH_CASES = [(arch, res) for arch in ARCHITECTURES for res in RESOLUTIONS.get(arch, (32,))]
+ARCH_CASES = [(name, res) for name, arch in ARCHITECTURES.items() for res in arch.resolutions if res <= 128]
 
 
 @pytest.mark.parametrize("arch,resolution", ARCH_CASES)
 def test_batch_coupling_declarations_match_behaviour(arch, resolution):
-    cfg = tiny_cfg(f"model.arch={arch}", f"data.resolution={resolution}", "model.z_dim=8")
-    _, D = ARCHITECTURES[arch](cfg, 10, 3)
+    cfg = tiny_cfg(f"model.arch={arch}", f"data.resolution={resolution}", "model.z_dim=60")
+    _, D = ARCHITECTURES[arch].build(cfg, 10, 3)
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 3, resolution, resolution, generator=gen), torch.randint(0, 10, (8,), generator=gen)
     gap = rows_depend_on_batch(D.double(), x.double(), y)

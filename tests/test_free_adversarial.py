@@ -324,7 +324,7 @@ def test_config_errors_name_the_key():
         fast_cfg("robust.epsilon=-0.1")
     with pytest.raises(ConfigError, match="'robust.replays'"):
         fast_cfg("robust.replays=0")
-    with pytest.raises(ConfigError, match="'data.resolution' must be 32 or 64"):
-        build_nets(build_config(load_preset("cifar10-fastgan"), ["data.resolution=48"]), 10, 3)
+    with pytest.raises(ConfigError, match="'data.resolution' must be one of 32, 64, 128 for model.arch=fastgan"):
+        build_config(load_preset("cifar10-fastgan"), ["data.resolution=48"])
     with pytest.raises(ConfigError, match="'train.strategy' must be one of"):
         fast_cfg("train.strategy=free")

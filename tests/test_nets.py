@@ -258,7 +258,7 @@ from condgan.nets.dcgan import DCGANGenerator  # noqa: E402
 
 
 def _generators(conditional: bool) -> list[nn.Module]:
-    return [ResNetGenerator(z_dim=8, num_classes=5, width=16, conditional=conditional),
+    return [ResNetGenerator(z_dim=8, num_classes=5, channels=(16,) * 4, conditional=conditional),
             DeepCNNGenerator(z_dim=8, num_classes=5, conditional=conditional),
             BigGANGenerator(z_dim=8, num_classes=5, width=8, shared_dim=6, conditional=conditional),
             DCGANGenerator(8, 5, width=8, img_channels=3, conditional=conditional)]
@@ -278,7 +278,7 @@ def test_generators_shapes_and_unconditional_ignores_labels() -> None:
 def test_resnet_and_deep_cnn_discriminators() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 4])
-    d = ResNetDiscriminator(num_classes=5, width=16, cond="ac", aux="adc")
+    d = ResNetDiscriminator(num_classes=5, channels=(16,) * 4, downsample=(True, False, False), cond="ac", aux="adc")
     out = d(x, y)
     assert out.adv.shape == (3,) and out.features.shape == (3, 16) and out.cls_logits.shape == (3, 10)
     relu_d = DCGANDiscriminator(5, 8, 3, cond="mh", negative_slope=0.0)

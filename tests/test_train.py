@@ -27,10 +27,13 @@ def assert_bitwise_equal(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("n_dis", [1, 2])
-def test_resume_is_bitwise_exact(tmp_path, n_dis):
+BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "model.z_dim=20", "model.shared_dim=8"]
+
+
+@pytest.mark.parametrize("n_dis,sets", [(1, []), (2, []), (2, BIGGAN64)], ids=["dcgan-1", "dcgan-2", "biggan64-2"])
+def test_resume_is_bitwise_exact(tmp_path, n_dis, sets):
     n = 3
-    cfg = tiny_cfg(f"train.steps={2 * n}", f"train.ckpt_every={n}", f"train.n_dis={n_dis}", "data.hflip=true")
+    cfg = tiny_cfg(f"train.steps={2 * n}", f"train.ckpt_every={n}", f"train.n_dis={n_dis}", "data.hflip=true", *sets)
     straight = Trainer(cfg, tmp_path / "straight", progress=False)
     straight.train()
 

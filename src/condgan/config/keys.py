@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..nets.registry import same_architecture
 from .schema import Config, ConfigError
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,4 +168,5 @@ def resume_conflicts(saved: Config, requested: Config) -> list[str]:
     """``key (saved -> requested)`` for every key that differs and may not change when a run resumes."""
     fa, fb = to_flat(saved), to_flat(requested)
     return [f"{k} ({fa[k]!r} -> {fb[k]!r})" for k in diff(saved, requested)
-            if k not in RESUMABLE_KEYS + DESCRIPTIVE_KEYS and not k.startswith(RESUMABLE_SECTIONS)]
+            if k not in RESUMABLE_KEYS + DESCRIPTIVE_KEYS and not k.startswith(RESUMABLE_SECTIONS)
+            and not (k == "model.arch" and same_architecture(fa[k], fb[k]))]

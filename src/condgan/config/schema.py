@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..augment.ada import ADA_PIPELINES
+from ..nets.registry import ARCHITECTURES, LAYOUTS
 
 
 class ConfigError(ValueError):
@@ -41,15 +42,15 @@ class AugConfig:
 
 @dataclass
 class ModelConfig:
-    # dcgan: the small demo pair; deep_cnn: StudioGAN's DCGAN (fixed widths); resnet32: SNGAN / WGAN-GP ResNet
-    # (g_width, d_width are its block channels); biggan32: BigGAN (blocks at 4 g_width / 2 d_width)
-    # fastgan: the FastGAN / SNGAN-ImageNet ResNet pair (32 or 64 px, D downsampling to 2x2, no attention)
-    arch: str = _choice("dcgan", "deep_cnn", "resnet32", "biggan32", "fastgan", default="dcgan")
+    arch: str = _choice(*ARCHITECTURES, default="dcgan")  # see condgan.nets.registry (`condgan keys` lists them)
+    # fastgan only: which official net at that size ("" = the default: cifar at 32, imagenet143 at 64,
+    # imagenet at 128); see condgan.nets.stages
+    layout: str = _choice("", *LAYOUTS, default="")
     z_dim: int = 64
     g_width: int = 64  # base channel width of G
     d_width: int = 64  # base channel width of D
     shared_dim: int = 128  # biggan: shared class embedding fed to conditional BN
-    attention: bool = True  # biggan: self-attention at 16x16 in G and D
+    attention: bool = True  # biggan: self-attention in G and D where its stage table puts it (16x16 at 32 px)
     g_sn: bool = False  # spectral norm in G
     d_sn: bool = True  # spectral norm in D
     embed_dim: int = 512  # D2D-CE / 2C embedding dimension

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..augment.diffaug import parse_policy
+from ..nets.registry import model_problem
 from .keys import to_flat
 from .schema import Config, ConfigError
 
@@ -49,8 +50,9 @@ def validate(cfg: Config) -> None:
     _validate_aug(cfg)
     _validate_loss(cfg)
     _validate_strategy(cfg)
-    if cfg.model.arch == "biggan32" and cfg.model.z_dim % 4:
-        raise ConfigError(f"config key 'model.z_dim' must split into 4 chunks for biggan32; got {cfg.model.z_dim}")
+    problem = model_problem(cfg.model, cfg.data.resolution)
+    if problem:
+        raise ConfigError(f"config key {problem}")
 
 
 def _validate_loss(cfg: Config) -> None:

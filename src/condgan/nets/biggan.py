@@ -1,12 +1,13 @@
-"""BigGAN for 32x32 images, as in the ReACGAN / StudioGAN CIFAR10 reference configuration.
+"""BigGAN (Brock et al. 2019) as StudioGAN's ``big_resnet.py`` runs it, at 32 / 64 / 128 / 256 px.
 
-G: z split in 4 chunks; chunk 0 -> linear -> [4w, 4, 4]; three up-blocks (4w channels) each conditioned by
-   cat(shared class embedding, next z chunk) through conditional BN; self-attention after the second
-   block (16x16); BN, ReLU, 3x3 conv, tanh.
-D: optimised block (img -> 2w, 32 -> 16), self-attention (16x16), block (2w, 16 -> 8), two blocks
-   (2w, 8x8), ReLU, sum-pool, shared heads.
-With width 96, z 80, shared 128 this is the reference pair (G 9,416,196 / D 2,517,186 parameters for
-D2D-CE with embed_dim 512 on 10 classes).
+G: z split in (blocks + 1) equal chunks; chunk 0 -> linear -> [c_0, 4, 4]; each up-block is conditioned by
+   cat(shared class embedding, its own z chunk) through conditional BN; self-attention after one block;
+   BN, ReLU, 3x3 conv, tanh.
+D: optimised block, pre-activation blocks (shortcut on relu(x), as StudioGAN), self-attention after the
+   optimised block, ReLU, sum-pool, shared heads.
+Widths, attention and downsampling come from :data:`~condgan.nets.stages.STUDIOGAN_STAGES`. With width 96,
+z 80, shared 128 at 32 px this is the CIFAR10 reference pair (G 9,416,196 / D 2,517,186 parameters for D2D-CE
+with embed_dim 512 on 10 classes); tests/test_nets.py pins the 64 and 128 px references' counts.
 """
 from __future__ import annotations
 
@@ -14,144 +15,78 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .blocks import DiscBlock, DiscOptBlock, GenBlock
 from .heads import DiscriminatorHeads, DOutput
-from .layers import ConditionalBatchNorm2d, SelfAttention, conv2d, init_weights, linear, upsample_conv3x3
-
-G_BLOCKS = 3        # 4 -> 8 -> 16 -> 32
-G_ATTN_AFTER = 1    # index of the G block after which attention runs (its output is 16x16)
-D_DOWNSAMPLE = (True, False, False)  # the three DiscBlocks after the optimised block
-
-
-def _up(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="nearest")
-
-
-class GenBlock(nn.Module):
-    """Residual up-block: forward(x [B, in, H, W], a [B, affine_dim]) -> [B, out, 2H, 2W]."""
-
-    def __init__(self, in_ch: int, out_ch: int, affine_dim: int, sn: bool) -> None:
-        super().__init__()
-        self.cbn1 = ConditionalBatchNorm2d(in_ch, affine_dim, sn=sn)
-        self.conv0 = conv2d(in_ch, out_ch, 3, padding=1, sn=sn)
-        self.cbn2 = ConditionalBatchNorm2d(out_ch, affine_dim, sn=sn)
-        self.conv1 = conv2d(out_ch, out_ch, 3, padding=1, sn=sn)
-        self.conv_sc = conv2d(in_ch, out_ch, 1, sn=sn)
-
-    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.cbn1(x, a), inplace=True)
-        h = upsample_conv3x3(h, self.conv0)  # = self.conv0(_up(h)) at 4/9 of the multiply-adds
-        h = F.relu(self.cbn2(h, a), inplace=True)
-        h = self.conv1(h)
-        # A 1x1 conv commutes with nearest upsampling, so convolving first is the same map at 1/4 the cost.
-        return h + _up(self.conv_sc(x))
+from .layers import SelfAttention, conv2d, init_weights, linear
+from .stages import STUDIOGAN_STAGES
 
 
 class BigGANGenerator(nn.Module):
-    """G(z [B, z_dim], y [B] long) -> images [B, img_channels, 32, 32] in [-1, 1]."""
+    """G(z [B, z_dim], y [B] long) -> images [B, img_channels, R, R] in [-1, 1], R = ``resolution``."""
 
-    def __init__(self, z_dim: int = 80, num_classes: int = 10, width: int = 96, shared_dim: int = 128,
-                 img_channels: int = 3, attention: bool = True, sn: bool = True,
+    def __init__(self, resolution: int = 32, z_dim: int = 80, num_classes: int = 10, width: int = 96,
+                 shared_dim: int = 128, img_channels: int = 3, attention: bool = True, sn: bool = True,
                  init: str = "orthogonal", conditional: bool = True) -> None:
         super().__init__()
-        if z_dim % (G_BLOCKS + 1):
-            raise ValueError(f"BigGAN z_dim must split into {G_BLOCKS + 1} equal chunks; got {z_dim}")
+        stages = STUDIOGAN_STAGES[resolution]
+        chunks = stages.g_blocks + 1
+        if z_dim % chunks:
+            raise ValueError(f"BigGAN z_dim must split into {chunks} equal chunks at {resolution} px; got {z_dim}")
         # Unconditional ("w/o condition"): no shared class embedding; the BNs see the z chunks only.
         self.conditional = conditional
         self.z_dim, self.num_classes = z_dim, num_classes
-        self.chunk = z_dim // (G_BLOCKS + 1)
-        self.ch = ch = 4 * width
-        self.linear0 = linear(self.chunk, ch * 4 * 4, sn=sn)
+        self.chunk = z_dim // chunks
+        channels = [width * m for m in stages.g_channels]
+        self.ch0 = channels[0]
+        self.linear0 = linear(self.chunk, channels[0] * 4 * 4, sn=sn)
         # not spectrally normalised, as in BigGAN
         self.shared = nn.Embedding(num_classes, shared_dim) if conditional else None
         affine_dim = (shared_dim if conditional else 0) + self.chunk
-        self.blocks = nn.ModuleList(GenBlock(ch, ch, affine_dim, sn) for _ in range(G_BLOCKS))
-        self.attn = SelfAttention(ch, sn) if attention else None
-        self.bn = nn.BatchNorm2d(ch, eps=1e-4, momentum=0.1)
-        self.conv_out = conv2d(ch, img_channels, 3, padding=1, sn=sn)
+        self.blocks = nn.ModuleList(GenBlock(c_in, c_out, affine_dim, sn)
+                                    for c_in, c_out in zip(channels[:-1], channels[1:]))
+        self.attn_after = stages.g_attn_after if attention else 0
+        self.attn = SelfAttention(channels[self.attn_after], sn) if self.attn_after else None
+        self.bn = nn.BatchNorm2d(channels[-1], eps=1e-4, momentum=0.1)
+        self.conv_out = conv2d(channels[-1], img_channels, 3, padding=1, sn=sn)
         init_weights(self, init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         zs = z.split(self.chunk, dim=1)
         s = self.shared(y) if self.shared is not None else None
-        x = self.linear0(zs[0]).view(z.shape[0], self.ch, 4, 4)
-        for i, block in enumerate(self.blocks):
-            a = zs[i + 1] if s is None else torch.cat([s, zs[i + 1]], dim=1)  # shared embedding first (StudioGAN)
+        x = self.linear0(zs[0]).view(z.shape[0], self.ch0, 4, 4)
+        for i, block in enumerate(self.blocks, start=1):
+            a = zs[i] if s is None else torch.cat([s, zs[i]], dim=1)  # shared embedding first (StudioGAN)
             x = block(x, a)
-            if i == G_ATTN_AFTER and self.attn is not None:
+            if i == self.attn_after:
                 x = self.attn(x)
         x = F.relu(self.bn(x), inplace=True)
         return torch.tanh(self.conv_out(x))
 
 
-class DiscOptBlock(nn.Module):
-    """First D block (no pre-activation on raw pixels): x [B, in, H, W] -> [B, out, H/2, W/2]."""
-
-    def __init__(self, in_ch: int, out_ch: int, sn: bool) -> None:
-        super().__init__()
-        self.conv0 = conv2d(in_ch, out_ch, 3, padding=1, sn=sn)
-        self.conv1 = conv2d(out_ch, out_ch, 3, padding=1, sn=sn)
-        self.conv_sc = conv2d(in_ch, out_ch, 1, sn=sn)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.relu(self.conv0(x), inplace=True))
-        return F.avg_pool2d(h, 2) + self.conv_sc(F.avg_pool2d(x, 2))
-
-
-class DiscBlock(nn.Module):
-    """Pre-activation residual block: x [B, in, H, W] -> [B, out, H', W'] (H' = H/2 if downsample).
-
-    block(x) = F(relu x) + S(relu x) with ``relu_shortcut`` (the default), else F(relu x) + S(x); F = conv3,
-    ReLU, conv3 (, avg-pool 2), S = 1x1 conv (+ avg-pool 2) or the identity. Why both: StudioGAN, whose runs
-    produced the ReACGAN / BigGAN / SNGAN numbers, keeps ``x0 = x`` and then applies ``nn.ReLU(inplace=True)``
-    to ``x``, which rewrites ``x0`` as well, so its shortcut sees relu(x); the official FastGAN nets use the
-    out-of-place ``F.relu`` and their shortcut sees the raw x. Each architecture follows its reference code.
-    ``hidden``: width between the two 3x3 convs (default ``out_ch``).
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, downsample: bool, sn: bool, hidden: int | None = None,
-                 relu_shortcut: bool = True) -> None:
-        super().__init__()
-        self.downsample, self.relu_shortcut = downsample, relu_shortcut
-        hidden = hidden or out_ch
-        self.conv0 = conv2d(in_ch, hidden, 3, padding=1, sn=sn)
-        self.conv1 = conv2d(hidden, out_ch, 3, padding=1, sn=sn)
-        self.conv_sc = conv2d(in_ch, out_ch, 1, sn=sn) if (in_ch != out_ch or downsample) else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = F.relu(x)  # not in place: x may be needed by the shortcut, and the caller's tensor stays intact
-        h = self.conv1(F.relu(self.conv0(a), inplace=True))
-        sc = a if self.relu_shortcut else x
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
-            # Average pooling commutes with a 1x1 conv (bias included); pooling first is 4x cheaper.
-            sc = F.avg_pool2d(sc, 2)
-        if self.conv_sc is not None:
-            sc = self.conv_sc(sc)
-        return h + sc
-
-
 class BigGANDiscriminator(nn.Module):
-    """D(x [B, img_channels, 32, 32], y [B] long) -> DOutput (features are [B, 2*width])."""
+    """D(x [B, img_channels, R, R], y [B] long) -> DOutput (features are [B, d_channels[-1] * width])."""
 
     batch_coupled = False  # one sample's output never depends on the rest of its batch (no BN, no minibatch-std)
 
-    def __init__(self, num_classes: int = 10, width: int = 96, img_channels: int = 3, cond: str = "d2d_ce",
-                 embed_dim: int = 512, attention: bool = True, sn: bool = True,
+    def __init__(self, resolution: int = 32, num_classes: int = 10, width: int = 96, img_channels: int = 3,
+                 cond: str = "d2d_ce", embed_dim: int = 512, attention: bool = True, sn: bool = True,
                  init: str = "orthogonal", aux: str = "none") -> None:
         super().__init__()
-        ch = 2 * width
-        self.opt_block = DiscOptBlock(img_channels, ch, sn)  # 32 -> 16
-        # Attention right after the optimised block, at 16x16 (StudioGAN attn_d_loc=[1]).
-        self.attn = SelfAttention(ch, sn) if attention else None
-        self.blocks = nn.ModuleList(DiscBlock(ch, ch, down, sn) for down in D_DOWNSAMPLE)
-        self.heads = DiscriminatorHeads(ch, num_classes, cond, embed_dim, sn, aux)
+        stages = STUDIOGAN_STAGES[resolution]
+        channels = [width * m for m in stages.d_channels]
+        self.opt_block = DiscOptBlock(img_channels, channels[0], sn)
+        self.attn_after = stages.d_attn_after if attention else 0
+        self.attn = SelfAttention(channels[self.attn_after - 1], sn) if self.attn_after else None
+        self.blocks = nn.ModuleList(DiscBlock(c_in, c_out, down, sn)
+                                    for c_in, c_out, down in zip(channels[:-1], channels[1:], stages.d_down))
+        self.heads = DiscriminatorHeads(channels[-1], num_classes, cond, embed_dim, sn, aux)
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> DOutput:
-        h = self.opt_block(x)
-        if self.attn is not None:
-            h = self.attn(h)
-        for block in self.blocks:
+        h = x
+        for i, block in enumerate([self.opt_block, *self.blocks], start=1):
             h = block(h)
+            if i == self.attn_after:
+                h = self.attn(h)
         h = F.relu(h, inplace=True).sum(dim=(2, 3))
         return self.heads(h, y)

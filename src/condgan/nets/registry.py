@@ -1,0 +1,136 @@
+"""Every architecture by its ``model.arch`` name: how it is built, at which resolutions, what it needs.
+
+The config reads its choices from here (:data:`ARCHITECTURES`, :data:`LAYOUTS`) and asks
+:func:`model_problem` whether a (arch, resolution, layout, z_dim) combination exists, so this module must not
+import the config package (it imports this one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable
+
+from torch import nn
+
+from .biggan import BigGANDiscriminator, BigGANGenerator
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .deep_cnn import DeepCNNGenerator
+from .resnet import resnet_pair, start_cbn_gains_at_one
+from .stages import FASTGAN_DEFAULT_LAYOUT, FASTGAN_LAYOUTS, STUDIOGAN_STAGES, StageTable
+
+if TYPE_CHECKING:
+    from ..config import Config, ModelConfig
+
+Pair = tuple[nn.Module, nn.Module]
+
+
+def _dcgan(cfg: Config, num_classes: int, channels: int) -> Pair:
+    m, cond = cfg.model, cfg.loss.cond
+    g = DCGANGenerator(m.z_dim, num_classes, m.g_width, channels, sn=m.g_sn, init=m.init, conditional=cond != "none")
+    d = DCGANDiscriminator(num_classes, m.d_width, channels, cond, m.embed_dim, sn=m.d_sn, init=m.init,
+                           aux=cfg.loss.aux)
+    return g, d
+
+
+def _deep_cnn(cfg: Config, num_classes: int, channels: int) -> Pair:
+    # Fixed reference widths (G 512 -> 64, D 64 -> 512); model.g_width / d_width do not apply.
+    m, cond = cfg.model, cfg.loss.cond
+    g = DeepCNNGenerator(m.z_dim, num_classes, channels, sn=m.g_sn, init=m.init, conditional=cond != "none")
+    d = DCGANDiscriminator(num_classes, 64, channels, cond, m.embed_dim, sn=m.d_sn, init=m.init, aux=cfg.loss.aux,
+                           negative_slope=0.0)
+    return g, d
+
+
+def _resnet_family(cfg: Config, num_classes: int, channels: int, stages: StageTable, attention: bool) -> Pair:
+    m, cond = cfg.model, cfg.loss.cond
+    return resnet_pair(stages, m.z_dim, num_classes, m.g_width, m.d_width, channels, cond, m.embed_dim, attention,
+                       aux=cfg.loss.aux, g_sn=m.g_sn, d_sn=m.d_sn, init=m.init, conditional=cond != "none")
+
+
+def _resnet(cfg: Config, num_classes: int, channels: int) -> Pair:
+    return _resnet_family(cfg, num_classes, channels, STUDIOGAN_STAGES[cfg.data.resolution], attention=False)
+
+
+def _sagan(cfg: Config, num_classes: int, channels: int) -> Pair:
+    return _resnet_family(cfg, num_classes, channels, STUDIOGAN_STAGES[cfg.data.resolution], attention=True)
+
+
+# resnet32's widths are the blocks' own (G 256, D 128), not multiples: the same net as resnet at 32 px.
+_RESNET32 = replace(STUDIOGAN_STAGES[32], g_channels=(1, 1, 1, 1), d_channels=(1, 1, 1, 1))
+
+
+def _resnet32(cfg: Config, num_classes: int, channels: int) -> Pair:
+    return _resnet_family(cfg, num_classes, channels, _RESNET32, attention=False)
+
+
+def _fastgan(cfg: Config, num_classes: int, channels: int) -> Pair:
+    res = cfg.data.resolution
+    g, d = _resnet_family(cfg, num_classes, channels,
+                          FASTGAN_LAYOUTS[(cfg.model.layout or FASTGAN_DEFAULT_LAYOUT[res], res)], attention=False)
+    start_cbn_gains_at_one(g)
+    return g, d
+
+
+def _biggan(cfg: Config, num_classes: int, channels: int) -> Pair:
+    m, cond, res = cfg.model, cfg.loss.cond, cfg.data.resolution
+    g = BigGANGenerator(res, z_dim=m.z_dim, num_classes=num_classes, width=m.g_width, shared_dim=m.shared_dim,
+                        img_channels=channels, attention=m.attention, sn=m.g_sn, init=m.init,
+                        conditional=cond != "none")
+    d = BigGANDiscriminator(res, num_classes=num_classes, width=m.d_width, img_channels=channels, cond=cond,
+                            embed_dim=m.embed_dim, attention=m.attention, sn=m.d_sn, init=m.init, aux=cfg.loss.aux)
+    return g, d
+
+
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[[Config, int, int], Pair]  # (cfg, num_classes, image channels) -> (G, D)
+    resolutions: tuple[int, ...]
+    about: str
+
+
+_STUDIOGAN_RES = tuple(STUDIOGAN_STAGES)
+ARCHITECTURES: dict[str, Architecture] = {
+    "dcgan": Architecture(_dcgan, (32,), "the small demo pair"),
+    "deep_cnn": Architecture(_deep_cnn, (32,), "StudioGAN's DCGAN (fixed widths)"),
+    "resnet": Architecture(_resnet, _STUDIOGAN_RES, "SNGAN ResNet (StudioGAN resnet.py; widths x g/d_width)"),
+    "sagan": Architecture(_sagan, _STUDIOGAN_RES, "SAGAN: the SNGAN ResNet with self-attention"),
+    "resnet32": Architecture(_resnet32, (32,), "SNGAN / WGAN-GP ResNet at 32 px, g/d_width = block widths"),
+    "biggan": Architecture(_biggan, _STUDIOGAN_RES, "BigGAN (StudioGAN big_resnet.py)"),
+    "biggan32": Architecture(_biggan, (32,), "BigGAN at 32 px (the name of runs made before biggan)"),
+    "fastgan": Architecture(_fastgan, tuple(sorted(FASTGAN_DEFAULT_LAYOUT)),
+                            "the official FastGAN / SNGAN-ImageNet nets (model.layout)"),
+}
+LAYOUTS = tuple(dict.fromkeys(name for name, _ in FASTGAN_LAYOUTS))  # model.layout choices besides ""
+ALIASES = {"biggan32": "biggan"}  # old name -> the architecture it builds (a run resumes under either name)
+
+
+def same_architecture(a: str, b: str) -> bool:
+    """Whether ``model.arch`` names ``a`` and ``b`` build the same networks."""
+    return ALIASES.get(a, a) == ALIASES.get(b, b)
+
+
+def model_problem(model: ModelConfig, resolution: int) -> str | None:
+    """Why ``model`` at ``resolution`` names no network, as the end of a config error; None if it does."""
+    arch, layout, z_dim = model.arch, model.layout, model.z_dim
+    allowed = ARCHITECTURES[arch].resolutions
+    if resolution not in allowed:
+        return f"'data.resolution' must be one of {', '.join(map(str, allowed))} for model.arch={arch}; got {resolution}"
+    if layout and arch != "fastgan":
+        return f"'model.layout' applies to model.arch=fastgan only; got {layout!r} with {arch}"
+    if layout and (layout, resolution) not in FASTGAN_LAYOUTS:
+        sizes = sorted(r for name, r in FASTGAN_LAYOUTS if name == layout)
+        return f"'model.layout' {layout} exists at {', '.join(map(str, sizes))} px; got data.resolution={resolution}"
+    if arch == "fastgan" and model.g_sn:
+        return ("'model.g_sn' must be false for model.arch=fastgan: its per-class BN gains start at zero, which "
+                "spectral norm cannot divide (the SN generators of the FastGAN code are model.arch resnet / sagan)")
+    if ALIASES.get(arch, arch) == "biggan":
+        chunks = STUDIOGAN_STAGES[resolution].g_blocks + 1
+        if z_dim % chunks:
+            return f"'model.z_dim' must split into {chunks} equal chunks for {arch} at {resolution} px; got {z_dim}"
+    return None
+
+
+def build_nets(cfg: Config, num_classes: int, img_channels: int) -> Pair:
+    """(G, D) for ``cfg.model.arch`` at ``cfg.data.resolution``, for images of ``img_channels`` channels.
+
+    The config has been validated (:func:`model_problem` is None for it)."""
+    return ARCHITECTURES[cfg.model.arch].build(cfg, num_classes, img_channels)

@@ -1,0 +1,72 @@
+"""Per-resolution stage tables: which widths, where attention sits and which D blocks downsample.
+
+Widths are multiples of ``model.g_width`` / ``model.d_width``. G starts from a 4x4 map, so a table with
+n + 1 G widths has n up-blocks and makes 4 * 2^n pixels. D starts with the optimised block (which always
+halves the size); ``d_down`` covers the blocks after it. Attention positions count blocks from 1, the
+optimised block being D's block 1 (StudioGAN's ``attn_g_loc`` / ``attn_d_loc``).
+
+STUDIOGAN_STAGES  StudioGAN's ``big_resnet.py`` and ``resnet.py`` dictionaries (the two files share them):
+                  BigGAN, SNGAN and SAGAN at 32 / 64 / 128 / 256 px, attention where the configs put it.
+FASTGAN_LAYOUTS   the official FastGAN nets (tools/networks/gan/sn_resnet_*.py) by (layout, resolution):
+                  "cifar" (32), "imagenet143" (the cat/dog ImageNet-143 nets, 64 and 128) and "imagenet"
+                  (full ImageNet at 128, the SNGAN ImageNet layout). Their D blocks' first conv keeps the
+                  input width and their shortcut sees the raw x.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+T, F = True, False
+
+
+@dataclass(frozen=True)
+class StageTable:
+    """One architecture row; see the module docstring for the conventions."""
+
+    g_channels: tuple[int, ...]   # at 4x4, then after each G up-block
+    d_channels: tuple[int, ...]   # after the optimised block, then after each later D block
+    d_down: tuple[bool, ...]      # per D block after the optimised one
+    g_attn_after: int = 0         # the G block (from 1) whose output is attended; 0 = nowhere
+    d_attn_after: int = 0         # the D block (from 1 = the optimised block) whose output is attended
+    d_hidden_in: bool = False     # a D block's first conv keeps its input width (FastGAN) instead of the output's
+    relu_shortcut: bool = True    # D blocks' shortcut sees relu(x) (StudioGAN) or x (FastGAN)
+
+    def __post_init__(self) -> None:
+        if len(self.d_down) != len(self.d_channels) - 1:
+            raise ValueError(f"d_down needs one flag per D block after the optimised one; got {len(self.d_down)} "
+                             f"for {len(self.d_channels)} blocks")
+
+    @property
+    def resolution(self) -> int:
+        return 4 * 2 ** (len(self.g_channels) - 1)
+
+    @property
+    def g_blocks(self) -> int:
+        return len(self.g_channels) - 1
+
+    @property
+    def d_final_size(self) -> int:
+        """Side of D's last feature map."""
+        return self.resolution // 2 ** (1 + sum(self.d_down))
+
+
+STUDIOGAN_STAGES: dict[int, StageTable] = {
+    32: StageTable((4, 4, 4, 4), (2, 2, 2, 2), (T, F, F), g_attn_after=2, d_attn_after=1),
+    64: StageTable((16, 8, 4, 2, 1), (1, 2, 4, 8, 16), (T, T, T, F), g_attn_after=3, d_attn_after=1),
+    128: StageTable((16, 16, 8, 4, 2, 1), (1, 2, 4, 8, 16, 16), (T, T, T, T, F), g_attn_after=4, d_attn_after=1),
+    # StudioGAN's 256 px configs (AFHQv2) run without attention; with model.attention it sits at 64x64, as
+    # in BigGAN-PyTorch's 256 px launch scripts (G_attn 64, D_attn 64).
+    256: StageTable((16, 16, 8, 8, 4, 2, 1), (1, 2, 4, 8, 8, 16, 16), (T, T, T, T, T, F), g_attn_after=4,
+                    d_attn_after=2),
+}
+
+FASTGAN_LAYOUTS: dict[tuple[str, int], StageTable] = {
+    ("cifar", 32): StageTable((1, 1, 1, 1), (1, 1, 1, 1), (T, T, T), d_hidden_in=True, relu_shortcut=False),
+    ("imagenet143", 64): StageTable((16, 8, 4, 2, 1), (1, 2, 4, 8, 16), (T, T, T, T), d_hidden_in=True,
+                                    relu_shortcut=False),
+    ("imagenet143", 128): StageTable((8, 8, 4, 4, 2, 1), (1, 2, 4, 4, 8, 8), (T, T, T, T, F), d_hidden_in=True,
+                                     relu_shortcut=False),
+    ("imagenet", 128): StageTable((16, 16, 8, 4, 2, 1), (1, 2, 4, 8, 16, 16), (T, T, T, T, F), d_hidden_in=True,
+                                  relu_shortcut=False),
+}
+FASTGAN_DEFAULT_LAYOUT = {32: "cifar", 64: "imagenet143", 128: "imagenet"}
