@@ -15,7 +15,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from condgan.metrics.fid import StatsAccumulator, feature_statistics, frechet_distance
+from condgan.metrics.fid import StatsAccumulator, feature_statistics, frechet_distance, frechet_distance_of_features
 from condgan.metrics.inception_score import inception_score
 from condgan.metrics.prdc import prdc
 
@@ -120,6 +120,18 @@ def test_fid_identical_inputs_is_zero():
     for x in (rng.standard_normal((500, 32)), rng.standard_normal((10, 32))):   # full rank, singular
         mu, sigma = feature_statistics(x)
         assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-6
+
+
+@pytest.mark.parametrize("n1,n2,d,shift", [(20, 30, 64, 0.0), (50, 50, 200, 3.0), (2, 5, 8, 0.0), (100, 80, 16, 1.0)])
+def test_fid_of_features_matches_sqrtm_of_numpy_covariances(n1, n2, d, shift):
+    """The low-rank route (n <= D: singular values of the n1 x n2 cross-product) and the full one (n > D)
+    against scipy's sqrtm on numpy's unbiased covariances."""
+    rng = np.random.default_rng(n1 + n2 + d)
+    x1 = rng.standard_normal((n1, d)) * rng.uniform(0.1, 3, d) + shift
+    x2 = rng.standard_normal((n2, d)) @ rng.standard_normal((d, d)) / d ** 0.5 + 0.5
+    ref = ref_fid_sqrtm(x1.mean(0), np.cov(x1, rowvar=False), x2.mean(0), np.cov(x2, rowvar=False))
+    assert rel_diff(frechet_distance_of_features(torch.from_numpy(x1), torch.from_numpy(x2)), ref) < 1e-7
+    assert abs(frechet_distance_of_features(torch.from_numpy(x1), torch.from_numpy(x1))) < 1e-9 * (1 + shift ** 2) * d
 
 
 def test_fid_shape_errors():

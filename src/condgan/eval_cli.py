@@ -9,6 +9,7 @@ import torch
 
 from .config import Config, ConfigError, from_dict
 from .files import PendingFile
+from .metrics.backbones import BACKBONES
 from .metrics.errors import EvalError
 from .metrics.evaluate import DEFAULT_METRICS, EvalRequest, Evaluator
 from .metrics.suite import parse_metrics
@@ -66,7 +67,7 @@ def run_eval(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, seed=args.seed, is_splits=args.is_splits,
                           inception_weights=args.inception_weights, allow_download=not args.no_download)
     with PendingFile(out) as pending:  # an unwritable destination fails now, not after the scoring
-        evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress)
+        evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress, eval_command=True)
         train = evaluator.train
         G = load_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
         record = {"checkpoint": str(path), "step": int(state["step"]), "generator": "G_ema",
@@ -116,10 +117,12 @@ def format_table(record: dict) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate a run dir's latest checkpoint (or a checkpoint file)")
     e.add_argument("target", help="run directory or checkpoint file")
-    e.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                   help="comma list of fid,is,prdc,ifid,acc,cas (default %(default)s)")
-    e.add_argument("--backbone", default="classifier", choices=["classifier", "inception"],
-                   help="feature network for fid/prdc/ifid/is (default %(default)s)")
+    e.add_argument("--metrics", default="auto",
+                   help=f"comma list of fid,is,prdc,ifid,acc,cas (default auto: {','.join(DEFAULT_METRICS)} up to "
+                        f"100 classes at 32 px, else fid,is,prdc,ifid)")
+    e.add_argument("--backbone", default="auto", choices=["auto", *BACKBONES],
+                   help="feature network for fid/prdc/ifid/is (default auto: the evaluation classifier up to 100 "
+                        "classes at 32 px, else inception)")
     e.add_argument("--num", type=int, default=None,
                    help="generated samples, at least the class count (default: the run's eval.num_samples)")
     e.add_argument("--ref", default="test", choices=["train", "test"], help="reference split (default test)")

@@ -34,12 +34,30 @@ def fixed_latents(z_dim: int, columns: int, seed: int) -> torch.Tensor:
     return torch.randn(columns, z_dim, generator=torch.Generator().manual_seed(seed))
 
 
+GRID_MAX_CLASSES = 10
+
+
+def grid_classes(spec: str, num_classes: int) -> list[int]:
+    """The classes of the grid's rows: ``spec`` a comma list of indices, or "" for every class when there are
+    at most 10, else 10 spread evenly from the first to the last (a fixed subset: 1000 rows would be unreadable).
+    A ValueError names an index outside [0, num_classes)."""
+    if not spec:
+        if num_classes <= GRID_MAX_CLASSES:
+            return list(range(num_classes))
+        return [round(i * (num_classes - 1) / (GRID_MAX_CLASSES - 1)) for i in range(GRID_MAX_CLASSES)]
+    classes = [int(part) for part in spec.split(",")]
+    outside = [c for c in classes if not 0 <= c < num_classes]
+    if outside:
+        raise ValueError(f"class {outside[0]} is not one of the dataset's {num_classes} classes (0..{num_classes - 1})")
+    return classes
+
+
 @torch.no_grad()
-def class_grid(generator: nn.Module, z: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Images [num_classes * len(z), C, H, W] in [-1, 1]: row c holds G(z_j, c) for every fixed latent z_j, so
-    each row should show class c (write it with ``save_grid(images, len(z), path)``)."""
+def class_grid(generator: nn.Module, z: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    """Images [len(classes) * len(z), C, H, W] in [-1, 1]: row r holds G(z_j, classes[r]) for every fixed latent
+    z_j, so each row should show its class (write it with ``save_grid(images, len(z), path)``)."""
     device = next(generator.parameters()).device
     cols = z.shape[0]
-    y = torch.arange(num_classes, device=device).repeat_interleave(cols)
+    y = torch.tensor(classes, device=device).repeat_interleave(cols)
     return torch.cat([generator(z_chunk, y_chunk) for z_chunk, y_chunk in
-                      zip(z.to(device).repeat(num_classes, 1).split(500), y.split(500))])
+                      zip(z.to(device).repeat(len(classes), 1).split(500), y.split(500))])

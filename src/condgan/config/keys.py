@@ -68,6 +68,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):  # YAML read "--set train.grid_classes=3" as 3
+            return str(value)
     name = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"config key '{key}' expects {name}, got {value!r}")
 
@@ -159,7 +161,8 @@ def diff(a: Config, b: Config) -> list[str]:
 
 # What a resumed run may change: how long it runs and how it reports, never what it computes. Descriptive keys
 # are not compared at all.
-RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts")
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
+                  "train.grid_classes")
 RESUMABLE_SECTIONS = ("eval.",)
 DESCRIPTIVE_KEYS = ("description", "reproduces")
 

@@ -134,6 +134,8 @@ class TrainConfig:
     ema_start: int = 0  # G steps before which G_ema is a plain copy of G
     log_every: int = 50
     sample_every: int = 500
+    # classes of the sample grid's rows: comma list of indices; "" = every class up to 10, else 10 spread evenly
+    grid_classes: str = ""
     ckpt_every: int = 500
     keep_ckpts: int = 3
 
@@ -153,9 +155,11 @@ class SpeedConfig:
 class EvalConfig:
     num_samples: int = 2000  # EMA-G samples per evaluation (periodic and end of training)
     every: int = 0  # G steps between evaluations during training, a multiple of train.ckpt_every; 0 = off
-    metrics: str = "fid,acc"  # comma list of fid, is, prdc, ifid, acc, cas
+    # comma list of fid, is, prdc, ifid, acc, cas; auto: fid,acc up to 100 classes at 32 px, else fid,is
+    metrics: str = "auto"
     best: str = "fid"  # the value that picks checkpoints/best.pt (fid, ifid: lower is better; others: higher)
-    backbone: str = _choice("classifier", "inception", default="classifier")
+    # auto: the evaluation classifier up to 100 classes at 32 px, else Inception (condgan.metrics.evaluate)
+    backbone: str = _choice("auto", "classifier", "inception", default="auto")
     ref: str = _choice("test", "train", default="test")  # reference split of the real images
     resize: str = _choice("bilinear", "clean", default="bilinear")  # inception backbone input resize
 

@@ -48,6 +48,7 @@ def validate(cfg: Config) -> None:
                           f"got {cfg.optim.lr_decay_start}")
     _validate_eval(cfg)
     _validate_aug(cfg)
+    _validate_grid(cfg)
     _validate_loss(cfg)
     _validate_strategy(cfg)
     problem = model_problem(cfg.model, cfg.data.resolution)
@@ -83,6 +84,13 @@ def _validate_loss(cfg: Config) -> None:
     if not (0.0 < reg.topk_gamma <= 1.0 and 0.0 < reg.topk_nu <= 1.0):
         raise ConfigError(f"config keys 'reg.topk_gamma' and 'reg.topk_nu' must be in (0, 1]; "
                           f"got {reg.topk_gamma}, {reg.topk_nu}")
+
+
+def _validate_grid(cfg: Config) -> None:
+    parts = cfg.train.grid_classes.split(",") if cfg.train.grid_classes else []
+    if not all(p.strip().isdigit() for p in parts) or len(set(map(int, parts))) != len(parts):
+        raise ConfigError(f"config key 'train.grid_classes' must be a comma list of distinct class indices "
+                          f"(or empty); got {cfg.train.grid_classes!r}")
 
 
 def _validate_aug(cfg: Config) -> None:
@@ -126,10 +134,11 @@ def _validate_eval(cfg: Config) -> None:
                           f"({cfg.train.ckpt_every}); got {e.every}")
     names = parse_metrics(e.metrics)
     try:
-        check_metric_names(names)
+        if names != ["auto"]:
+            check_metric_names(names)
     except EvalError as err:
         raise ConfigError(f"config key 'eval.metrics': {err}") from None
-    values = [v for m in names for v in METRICS[m].values]
+    values = ["fid"] if names == ["auto"] else [v for m in names for v in METRICS[m].values]
     if e.every and e.best not in values:
         raise ConfigError(f"config key 'eval.best' must be a value of eval.metrics ({', '.join(values)}); "
                           f"got {e.best!r}")

@@ -7,14 +7,17 @@ from ..data import ImageDataset, to_float
 from ..data.base import make_dataset
 from .classifier import train_classifier
 from .errors import EvalError
-from .fid import feature_statistics, frechet_distance
+from .fid import frechet_distance_of_features
 
 
 def intra_class_fid(fake_features: torch.Tensor, fake_labels: torch.Tensor, real_features: torch.Tensor,
                     real_labels: torch.Tensor, num_classes: int) -> tuple[float, list[float]]:
     """(mean, per-class list) of the FID between class-c fakes [Nf, F] and class-c reals [Nr, F].
 
-    Labels are int [Nf] / [Nr]; every class needs at least 2 of each (a covariance needs 2 points).
+    Labels are int [Nf] / [Nr]; every class needs at least 2 of each (a covariance needs 2 points). One class's
+    statistics at a time, through the low-rank route when a class has fewer images than feature dimensions
+    (ImageNet: 50 reference images per class against 2048 features), so 1000 classes need neither 1000
+    D x D covariances in memory nor 1000 D x D eigendecompositions.
     """
     device = fake_features.device
     real_features, real_labels = real_features.to(device), real_labels.to(device)
@@ -25,7 +28,7 @@ def intra_class_fid(fake_features: torch.Tensor, fake_labels: torch.Tensor, real
         if fake_c.shape[0] < 2 or real_c.shape[0] < 2:
             raise EvalError(f"intra-class FID needs >= 2 samples and reference images of class {c}; "
                             f"got {fake_c.shape[0]} and {real_c.shape[0]}")
-        per_class.append(frechet_distance(*feature_statistics(fake_c), *feature_statistics(real_c)))
+        per_class.append(frechet_distance_of_features(fake_c, real_c))
     return sum(per_class) / len(per_class), per_class
 
 

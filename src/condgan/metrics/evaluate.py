@@ -6,7 +6,7 @@ samples, reference split and its size, IS splits/logits and PRDC k, and the seco
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -21,14 +21,38 @@ from .generate import balanced_labels, generated_batches
 from .reference import reference_statistics
 from .suite import METRICS, EvalContext, check_metric_names, parse_metrics
 
-DEFAULT_METRICS = ("fid", "is", "prdc", "ifid", "acc")
+DEFAULT_METRICS = ("fid", "is", "prdc", "ifid", "acc")  # condgan eval's list at the classifier's scale
+AUTO = "auto"
+CLASSIFIER_SCALE = (100, 32)  # (classes, pixels) up to which condgan's own classifier is the default judge
+
+
+def auto_protocol(data: ImageDataset, eval_command: bool = False) -> tuple[str, list[str]]:
+    """(backbone, metrics) that ``auto`` means for a dataset whose train split is ``data``.
+
+    Up to 100 classes at up to 32 px (MNIST, CIFAR) condgan's evaluation classifier is trained on the data
+    (minutes) and judges: FID in its feature space and the samples' conditional accuracy. Beyond (Tiny-ImageNet,
+    CUB200, ImageNet at 64-128 px, 200-1000 classes) such a classifier would be weak or take hours to train, so
+    the papers' Inception network is the backbone, with FID and IS, and no classifier is trained unless a
+    metric that needs one (acc, cas) is asked for by name. ``eval_command``: condgan eval's longer list.
+    """
+    classes, pixels = CLASSIFIER_SCALE
+    if data.num_classes <= classes and data.images.shape[-1] <= pixels:
+        return "classifier", list(DEFAULT_METRICS) if eval_command else ["fid", "acc"]
+    return "inception", ["fid", "is", "prdc", "ifid"] if eval_command else ["fid", "is"]
+
+
+def resolve_auto(request: "EvalRequest", data: ImageDataset, eval_command: bool = False) -> "EvalRequest":
+    """``request`` with an ``auto`` backbone or metric list replaced by :func:`auto_protocol`'s choice."""
+    backbone, metrics = auto_protocol(data, eval_command)
+    return replace(request, backbone=backbone if request.backbone == AUTO else request.backbone,
+                   metrics=metrics if request.metrics == [AUTO] else request.metrics)
 
 
 @dataclass
 class EvalRequest:
     """What to compute and how; every field is recorded with the scores."""
-    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
-    backbone: str = "classifier"
+    metrics: list[str] = field(default_factory=lambda: [AUTO])  # [AUTO]: see auto_protocol
+    backbone: str = AUTO
     num_samples: int = 10000
     ref_split: str = "test"
     resize: str = "bilinear"
@@ -40,7 +64,8 @@ class EvalRequest:
     allow_download: bool = True
 
     def check(self) -> None:
-        check_metric_names(self.metrics)
+        if self.metrics != [AUTO]:
+            check_metric_names(self.metrics)
         if self.ref_split not in ("train", "test"):
             raise EvalError(f"reference split must be train or test, got '{self.ref_split}'")
         if self.num_samples < 2 or self.batch_size < 1:
@@ -61,12 +86,13 @@ class Evaluator:
     """Holds the backbone, classifier and reference statistics for one dataset, to score many generators."""
 
     def __init__(self, data_cfg: DataConfig, request: EvalRequest, device: torch.device | str = "cpu",
-                 train: ImageDataset | None = None, progress: bool = True) -> None:
+                 train: ImageDataset | None = None, progress: bool = True, eval_command: bool = False) -> None:
         request.check()
         self.request, self.device, self.progress = request, torch.device(device), progress
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
         self.train = train if train is not None else load_dataset(data_cfg, "train")
+        self.request = request = resolve_auto(request, self.train, eval_command)
         if request.num_samples < self.train.num_classes:
             raise EvalError(f"{request.num_samples} samples cannot cover the {self.train.num_classes} classes of "
                             f"{self.train.name}: ask for at least {self.train.num_classes}")

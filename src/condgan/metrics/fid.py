@@ -108,3 +108,23 @@ def frechet_distance(mu1: torch.Tensor | np.ndarray, sigma1: torch.Tensor | np.n
     diff = mu1 - mu2
     value = diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * trace_sqrt_product(s1, s2)
     return float(value)
+
+
+def frechet_distance_of_features(x1: torch.Tensor, x2: torch.Tensor) -> float:
+    """FID between the Gaussian fits (unbiased covariance) of features x1 [N1, D] and x2 [N2, D], float64.
+
+    Equal to ``frechet_distance(*feature_statistics(x1), *feature_statistics(x2))``; when both N1 and N2 are
+    at most D it goes through the N1 x N2 cross-product of the centred features (module docstring), in
+    O(N1 N2 (D + min(N1, N2))) time and without D x D memory.
+    """
+    a, b = _as_float64(x1), _as_float64(x2, x1.device if isinstance(x1, torch.Tensor) else None)
+    n1, n2, d = a.shape[0], b.shape[0], a.shape[1]
+    if min(n1, n2) < 2:
+        raise ValueError(f"covariance needs at least 2 samples, got {min(n1, n2)}")
+    if max(n1, n2) > d:
+        return frechet_distance(*feature_statistics(a), *feature_statistics(b))
+    mu1, mu2 = a.mean(0), b.mean(0)
+    ac, bc = (a - mu1) / (n1 - 1) ** 0.5, (b - mu2) / (n2 - 1) ** 0.5   # S1 = ac^T ac, S2 = bc^T bc
+    diff = mu1 - mu2
+    cross_nuclear = torch.linalg.svdvals(ac @ bc.T).sum()
+    return float(diff @ diff + ac.square().sum() + bc.square().sum() - 2 * cross_nuclear)

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import Config, to_dict, to_yaml
+from ..config import Config, ConfigError, to_dict, to_yaml
 from ..distributed import barrier, gather_objects, max_over_ranks, mean_over_ranks, world
 from ..files import PendingFile, append_line, save_atomic, write_text_atomic
 from ..notices import warn
-from ..sample import class_grid, fixed_latents, save_grid
+from ..sample import class_grid, fixed_latents, grid_classes, save_grid
 from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
 from .resume import check_resume, check_same_data, find_resume_point
@@ -67,6 +67,10 @@ class Trainer:
         saved_cfg = check_resume(self.cfg, point, self.out)  # before any slow work: a wrong run dir fails fast
         self.run: Run = build_run(self.cfg, self.device)
         check_same_data(point, self.run.dataset.identity, self.cfg)
+        try:
+            self.grid_classes = grid_classes(self.cfg.train.grid_classes, self.run.num_classes)
+        except ValueError as e:
+            raise ConfigError(f"config key 'train.grid_classes': {e}") from None
         self.step = 0
         self.best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
         self._evaluator = None  # built at the first periodic evaluation
@@ -279,7 +283,7 @@ class Trainer:
     def save_samples(self) -> Path:
         """Write G_ema's class grid; a grid with NaN or infinity stops the run instead (see _check_model_state)."""
         path = self.out / "samples" / f"step_{self.step:08d}.png"
-        images = class_grid(self.run.ema.shadow, self.grid_z, self.run.num_classes)
+        images = class_grid(self.run.ema.shadow, self.grid_z, self.grid_classes)
         if not bool(torch.isfinite(images).all()):
             self._check_model_state()  # names the bad tensor if there is one
             raise TrainingDiverged(f"G_ema's samples at step {self.step} are not finite (its weights are): "
