@@ -2,6 +2,10 @@
 
     python benchmarks/step_bench.py                                   # cifar10-reacgan, batch 128 and 64
     python benchmarks/step_bench.py --device cuda --options fp32,bf16,fast --studiogan ~/PyTorch-StudioGAN
+    python benchmarks/step_bench.py --preset imagenet128-reacgan --batches 4 --options fp32   # a paper row
+
+``--preset`` takes a preset or a paper row of benchmarks/paper_rows.py (the 64 / 128 px rows, until they are
+presets); the row's batch is replaced by --batches.
 
 Each option is the preset with some ``speed.*`` keys set (see OPTIONS); every contender (each option, and
 with --studiogan the same iteration of PyTorch-StudioGAN's ReACGAN CIFAR10 model, see studiogan_step.py)
@@ -24,10 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from condgan.config import build_config  # noqa: E402
+from condgan.config import Config, build_config  # noqa: E402
 from condgan.data.base import make_dataset  # noqa: E402
 from condgan.presets import load_preset  # noqa: E402
 from condgan.train.build import advance, build_run  # noqa: E402
+from paper_rows import ROWS, row_config  # noqa: E402
 
 OPTIONS = {
     "fp32": [],
@@ -44,12 +49,19 @@ BF16_PEAK = {"H100 SXM": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 9
              "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
 
 
+def preset_config(preset: str, overrides: list[str]) -> tuple[Config, int]:
+    """(config, number of classes) of a preset or of a paper row of benchmarks/paper_rows.py."""
+    if preset in ROWS:
+        return row_config(preset, overrides)
+    cfg = build_config(load_preset(preset), overrides)
+    return cfg, {"cifar100": 100}.get(cfg.data.name, 10)
+
+
 def condgan_iteration(preset: str, batch: int, option: str, device: torch.device) -> Callable[[int], None]:
     """iteration(step) of ``preset`` at ``batch`` with ``option``'s speed keys, on random uint8 images."""
-    cfg = build_config(load_preset(preset), [f"train.batch_size={batch}", *OPTIONS[option]])
-    classes = {"cifar100": 100}.get(cfg.data.name, 10)
+    cfg, classes = preset_config(preset, [f"train.batch_size={batch}", *OPTIONS[option]])
     channels = 1 if cfg.data.name == "mnist5k" else 3
-    n = batch * cfg.train.n_dis * 4
+    n = batch * cfg.train.n_dis * cfg.train.accumulate * 4
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, channels, cfg.data.resolution, cfg.data.resolution), dtype=torch.uint8,
                            generator=gen)
@@ -74,12 +86,18 @@ def count_flops(iteration: Callable[[int], None], step: int) -> int:
 
 
 def measure(contenders: dict[str, Callable[[int], None]], device: torch.device, warmup: int,
-            iterations: int) -> dict[str, list[float]]:
-    """Seconds per iteration of every contender; after ``warmup`` each, the contenders take turns."""
+            iterations: int, peaks: dict[str, float]) -> dict[str, list[float]]:
+    """Seconds per iteration of every contender; after ``warmup`` each, the contenders take turns.
+
+    ``peaks`` receives each contender's CUDA memory peak (GiB allocated) over its warm-up iterations."""
     for name, iteration in contenders.items():
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         for step in range(warmup):
             iteration(step)
         synchronize(device)
+        if device.type == "cuda":
+            peaks[name] = torch.cuda.max_memory_allocated(device) / 2 ** 30
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for k in range(iterations):
         for name, iteration in contenders.items():
@@ -113,19 +131,20 @@ def bench_batch(args: argparse.Namespace, batch: int, device: torch.device) -> l
             iteration, _ = build_iteration(args.studiogan, batch, device, mixed_precision=mixed == "fp16")
             contenders[f"StudioGAN {mixed}"] = iteration
         flops["StudioGAN"] = count_flops(build_iteration(args.studiogan, batch, device)[0], 0)
-    times = measure(contenders, device, args.warmup, args.iterations)
+    peaks: dict[str, float] = {}
+    times = measure(contenders, device, args.warmup, args.iterations, peaks)
     rows = []
     for name, ts in times.items():
         seconds = statistics.median(ts)
         rows.append({"name": name, "batch": batch, "seconds": seconds, "flops": flops[name.split()[0]],
-                     "spread": (min(ts), max(ts))})
+                     "spread": (min(ts), max(ts)), "peak_gib": peaks.get(name)})
     return rows
 
 
 def print_table(rows: list[dict], device: torch.device, peak: float | None) -> None:
     head = f"{'contender':<22} {'batch':>5} {'ms/it':>10} {'img/s':>8} {'GFLOP/it':>9} {'GFLOP/s':>8}"
     head += f" {'% bf16 peak':>11}" if peak else ""
-    head += f" {'vs StudioGAN':>12}  min..max ms"
+    head += f" {'vs StudioGAN':>12} {'peak GiB':>8}  min..max ms"
     print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)}, bf16 peak {peak:.0f} TFLOP/s)"
                                   if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
     print(head)
@@ -137,13 +156,14 @@ def print_table(rows: list[dict], device: torch.device, peak: float | None) -> N
         if peak:
             line += f" {100 * rate / 1e3 / peak:>10.1f}%"
         ratio = f"{reference['seconds'] / r['seconds']:.3f}x" if reference else "-"
-        line += f" {ratio:>12}  {1e3 * r['spread'][0]:.0f}..{1e3 * r['spread'][1]:.0f}"
+        mem = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        line += f" {ratio:>12} {mem:>8}  {1e3 * r['spread'][0]:.0f}..{1e3 * r['spread'][1]:.0f}"
         print(line, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cifar10-reacgan")
+    p.add_argument("--preset", default="cifar10-reacgan", help=f"a preset or one of {', '.join(ROWS)}")
     p.add_argument("--batches", default="128,64", help="comma list of batch sizes")
     p.add_argument("--options", default="fp32,fp32_fast", help=f"comma list of {', '.join(OPTIONS)}")
     p.add_argument("--device", default="cpu")

@@ -33,7 +33,8 @@ def test_grid_rows_default_to_at_most_ten_classes_spread_evenly():
 
 @pytest.mark.parametrize("bad", ["a", "1,,2", "3,3", "-1", "1.5"])
 def test_grid_classes_syntax_is_a_config_error(bad):
-    with pytest.raises(ConfigError, match=r"'train.grid_classes' (must be a comma list of distinct class indices|expects str)"):
+    message = r"'train.grid_classes' (must be a comma list of distinct class indices|expects str)"
+    with pytest.raises(ConfigError, match=message):
         tiny_cfg(f"train.grid_classes={bad}")
 
 

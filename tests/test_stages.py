@@ -160,8 +160,9 @@ def test_resolutions_and_chunks_are_config_errors():
         _cfg("fastgan", 32, g_sn=True)
 
 
-@pytest.mark.parametrize("old,new", [(("biggan32", {"g_width": 16, "d_width": 16}), ("biggan", {"g_width": 16, "d_width": 16})),
-                                     (("resnet32", {"g_width": 256, "d_width": 128}), ("resnet", {"g_width": 64, "d_width": 64}))])
+@pytest.mark.parametrize("old,new", [
+    (("biggan32", {"g_width": 16, "d_width": 16}), ("biggan", {"g_width": 16, "d_width": 16})),
+    (("resnet32", {"g_width": 256, "d_width": 128}), ("resnet", {"g_width": 64, "d_width": 64}))])
 def test_old_names_build_the_same_nets(old, new):
     """biggan32 and resnet32 (the names runs made before the stage tables resume under) build, from the same
     seed, bitwise the nets biggan / resnet build (resnet32's widths are the blocks' own: 256 = 4 x 64)."""

@@ -127,6 +127,7 @@ class TrainConfig:
     steps: int = 2000  # generator steps
     batch_size: int = 64
     n_dis: int = 1  # D iterations per G step, each on its own real batch
+    accumulate: int = 1  # micro-batches of batch_size per D and G update (StudioGAN acml_steps; standard strategy)
     # the update order of one iteration: standard; free_adversarial (FastGAN); pgd (RobGAN); see robust.*
     strategy: str = _choice("standard", "free_adversarial", "pgd", default="standard")
     seed: int = 0

@@ -6,11 +6,11 @@ from ..nets.registry import model_problem
 from .keys import to_flat
 from .schema import Config, ConfigError
 
-POSITIVE = ("train.steps", "train.batch_size", "train.n_dis", "train.log_every", "train.sample_every",
-            "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim", "model.g_width",
-            "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays", "robust.pgd_steps",
-            "optim.lr_half_life", "optim.g_lr", "optim.d_lr", "loss.temperature", "aug.ada_interval",
-            "aug.ada_kimg")
+POSITIVE = ("train.steps", "train.batch_size", "train.n_dis", "train.accumulate", "train.log_every",
+            "train.sample_every", "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim",
+            "model.g_width", "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays",
+            "robust.pgd_steps", "optim.lr_half_life", "optim.g_lr", "optim.d_lr", "loss.temperature",
+            "aug.ada_interval", "aug.ada_kimg")
 
 # key -> (low, high, interval as written in the message); "[" / "]" closed, "(" / ")" open
 INTERVALS = {
@@ -118,6 +118,9 @@ def _validate_strategy(cfg: Config) -> None:
             raise ConfigError(f"config key 'robust.{key}' must be >= 0; got {getattr(r, key)}")
     if cfg.train.strategy == "standard":
         return
+    if cfg.train.accumulate != 1:
+        raise ConfigError(f"config key 'train.accumulate' must be 1 with train.strategy {cfg.train.strategy} "
+                          f"(its update order is not split into micro-batches); got {cfg.train.accumulate}")
     for name in D_REGULARIZERS:
         if getattr(cfg.reg, name):
             raise ConfigError(f"config key 'reg.{name}' cannot be used with train.strategy {cfg.train.strategy} "

@@ -113,7 +113,8 @@ def model_problem(model: ModelConfig, resolution: int) -> str | None:
     arch, layout, z_dim = model.arch, model.layout, model.z_dim
     allowed = ARCHITECTURES[arch].resolutions
     if resolution not in allowed:
-        return f"'data.resolution' must be one of {', '.join(map(str, allowed))} for model.arch={arch}; got {resolution}"
+        sizes = ", ".join(map(str, allowed))
+        return f"'data.resolution' must be one of {sizes} for model.arch={arch}; got {resolution}"
     if layout and arch != "fastgan":
         return f"'model.layout' applies to model.arch=fastgan only; got {layout!r} with {arch}"
     if layout and (layout, resolution) not in FASTGAN_LAYOUTS:

@@ -45,12 +45,20 @@ class Precision:
         which is all that is used, is the same.
         """
         opt.zero_grad(set_to_none=True)
+        self.backward(loss, net)
+        self.step(opt, net)
+
+    def backward(self, loss: torch.Tensor, net: str) -> None:
+        """Backward of ``loss`` into the gradients of ``net`` ("d" or "g"), scaled under fp16 (accumulates)."""
+        scaler = self.scalers.get(net)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+
+    def step(self, opt: torch.optim.Optimizer, net: str) -> None:
+        """``opt.step()`` on the gradients :meth:`backward` left; under fp16 skipped when one overflowed."""
         scaler = self.scalers.get(net)
         if scaler is None:
-            loss.backward()
             opt.step()
             return
-        scaler.scale(loss).backward()
         scaler.step(opt)  # skips the step when a gradient overflowed, then lowers the scale
         scaler.update()
 

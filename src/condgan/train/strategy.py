@@ -1,6 +1,7 @@
 """Step strategies: the update order of one training iteration (the trainer owns time, not this)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -91,31 +92,68 @@ class StandardStrategy:
             x_fake = self.m.g_fwd(z, y_fake)
         return x_fake, y_fake, z
 
+    def d_losses(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
+                 y_fake: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D's losses on these reals and fakes (``d_loss`` the one to minimise), with their graph."""
+        real, fake = self.d_pass.real_fake(x_real, y_real, x_fake, y_fake)
+        with self.precision.autocast():  # zCR's G pass
+            reg = self.regularizers.d_terms(self.d_pass, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
+                                            real, fake)
+        losses = total("d", self.objective.d_terms(real, fake, y_real, y_fake), reg)
+        losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
+        return losses
+
     def d_update(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
                  y_fake: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D optimiser step on these reals and fakes (one backward); returns the losses.
 
         If ``x_real`` requires grad, its ``.grad`` holds d(D loss)/dx_real afterwards (through the augmentation).
         """
-        real, fake = self.d_pass.real_fake(x_real, y_real, x_fake, y_fake)
-        with self.precision.autocast():  # zCR's G pass
-            reg = self.regularizers.d_terms(self.d_pass, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
-                                            real, fake)
-        losses = total("d", self.objective.d_terms(real, fake, y_real, y_fake), reg)
+        losses = self.d_losses(step, x_real, y_real, x_fake, y_fake, z)
         self.precision.backward_step(losses["d_loss"], self.m.opt_d, "d")
-        losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
         return losses
 
     def d_step(self, step: int) -> dict[str, torch.Tensor]:
-        """One D iteration: a fresh real batch and fresh fakes, one update."""
-        x_real, y_real = self.real_batch()
-        x_fake, y_fake, z = self.fakes(x_real.shape[0], x_real.device)
-        return self.d_update(step, x_real, y_real, x_fake, y_fake, z)
+        """One D update: ``train.accumulate`` micro-batches, each a fresh real batch and fresh fakes."""
+        def micro_batch() -> dict[str, torch.Tensor]:
+            x_real, y_real = self.real_batch()
+            x_fake, y_fake, z = self.fakes(x_real.shape[0], x_real.device)
+            return self.d_losses(step, x_real, y_real, x_fake, y_fake, z)
+        return self.accumulate(micro_batch, "d", self.m.opt_d, self.m.d_synced)
+
+    def accumulate(self, micro_batch: Callable[[], dict[str, torch.Tensor]], net: str, opt: torch.optim.Optimizer,
+                   ddp_module: Callable) -> dict[str, torch.Tensor]:
+        """One optimiser step of ``net`` on the mean gradient of ``train.accumulate`` micro-batches' losses
+        (StudioGAN's acml_steps: each micro-batch's loss divided by their number, batch-coupled losses
+        such as D2D-CE within a micro-batch). Returns the losses averaged over the micro-batches. Under DDP
+        the gradients are all-reduced once, in the last micro-batch's backward."""
+        k = self.cfg.train.accumulate
+        if k == 1:
+            losses = micro_batch()
+            self.precision.backward_step(losses[f"{net}_loss"], opt, net)
+            return losses
+        opt.zero_grad(set_to_none=True)
+        logged = []
+        for i in range(k):
+            no_sync = getattr(ddp_module, "no_sync", None)
+            with no_sync() if no_sync is not None and i < k - 1 else contextlib.nullcontext():
+                losses = micro_batch()
+                self.precision.backward(losses[f"{net}_loss"] / k, net)
+            logged.append({name: value.detach() for name, value in losses.items()})
+        self.precision.step(opt, net)
+        return {name: torch.stack([log[name] for log in logged]).mean() for name in logged[0]}
 
     def g_step(self, device: torch.device, step: int) -> dict[str, torch.Tensor]:
+        """One G update: ``train.accumulate`` micro-batches of fresh latents."""
         D = self.m.D
-        z, y = self.latents(self.sampler.local_batch, device)
         D.requires_grad_(False)  # G's backward needs no grads for D's weights
+        losses = self.accumulate(lambda: self.g_losses(device), "g", self.m.opt_g, self.m.g_fwd)
+        D.requires_grad_(True)
+        return losses
+
+    def g_losses(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """G's losses on a fresh batch of latents (``g_loss`` the one to minimise), with their graph."""
+        z, y = self.latents(self.sampler.local_batch, device)
         with self.precision.autocast():
             x_fake = self.m.g_fwd(z, y)
         fake = self.d_pass(x_fake, y)
@@ -127,10 +165,7 @@ class StandardStrategy:
         with self.precision.autocast():  # zCR's second G pass
             g_reg = self.regularizers.g_terms(self.m.g_fwd, z, y, x_fake)
         adv_logits = self.regularizers.g_adv_logits(fake.adv, self.sampler.epoch)
-        losses = total("g", self.objective.g_terms(fake, y, adv_logits, real_features), g_reg)
-        self.precision.backward_step(losses["g_loss"], self.m.opt_g, "g")
-        D.requires_grad_(True)
-        return losses
+        return total("g", self.objective.g_terms(fake, y, adv_logits, real_features), g_reg)
 
     def step(self, device: torch.device, step: int = 0) -> dict[str, torch.Tensor]:
         """One iteration after ``step`` finished G steps; returns detached losses (no host sync)."""
