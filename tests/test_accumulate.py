@@ -1,4 +1,5 @@
-"""train.accumulate (StudioGAN's acml_steps): one optimiser step on the mean gradient of k micro-batches."""
+"""train.accumulate (StudioGAN's acml_steps): one optimiser step on the mean gradient of k micro-batches (exact
+resume with it: tests/test_train.py, under torchrun: tests/test_distributed.py)."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,6 @@ import torch
 from condgan.config import ConfigError
 from condgan.train.build import build_run
 from condgan.train.precision import Precision
-from condgan.train.trainer import Trainer
 from conftest import tiny_cfg
 
 
@@ -51,19 +51,6 @@ def test_accumulated_gradient_is_the_mean_of_the_micro_batches(net, sets):
     for got, mean in zip(mean_grads, means):
         assert (got - mean).abs().max() <= 1e-5 * scale  # float32 rounding of the sums
     assert any((a - b).abs().max() > 1e-4 for a, b in zip(parts[0], parts[1]))  # the micro-batches differ
-
-
-def test_accumulate_trains_logs_and_resumes_exactly(tmp_path):
-    cfg = tiny_cfg("train.accumulate=2", "train.steps=4", "train.ckpt_every=2", "speed.precision=bf16")
-    straight = Trainer(cfg, tmp_path / "a", progress=False)
-    straight.train()
-    first = Trainer(cfg, tmp_path / "b", progress=False)
-    first.train(until=2)
-    first.close()
-    second = Trainer(cfg, tmp_path / "b", progress=False)
-    second.train()
-    for k, v in straight.run.ema.shadow.state_dict().items():
-        assert torch.equal(v, second.run.ema.shadow.state_dict()[k]), k
 
 
 def test_accumulate_needs_the_standard_strategy():

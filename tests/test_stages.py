@@ -12,6 +12,7 @@ import torch
 from condgan.config import ConfigError, build_config
 from condgan.nets import build_nets, count_parameters
 from condgan.nets.layers import SelfAttention
+from condgan.nets.stages import STUDIOGAN_STAGES
 from condgan.train.trainer import Trainer
 from conftest import tiny_cfg
 
@@ -100,12 +101,18 @@ STAGES = {
     ("biggan", 64, ""): "G 8@8 4@16 2@32 A2@32 1@64 | D 1@32 A1@32 2@16 4@8 8@4 16@4",
     ("biggan", 128, ""): "G 16@8 8@16 4@32 2@64 A2@64 1@128 | D 1@64 A1@64 2@32 4@16 8@8 16@4 16@4",
     ("biggan", 256, ""): "G 16@8 8@16 8@32 4@64 A4@64 2@128 1@256 | D 1@128 2@64 A2@64 4@32 8@16 8@8 16@4 16@4",
+    ("resnet", 32, ""): "G 4@8 4@16 4@32 | D 2@16 2@8 2@8 2@8",
     ("resnet", 64, ""): "G 8@8 4@16 2@32 1@64 | D 1@32 2@16 4@8 8@4 16@4",
     ("resnet", 128, ""): "G 16@8 8@16 4@32 2@64 1@128 | D 1@64 2@32 4@16 8@8 16@4 16@4",
+    ("resnet", 256, ""): "G 16@8 8@16 8@32 4@64 2@128 1@256 | D 1@128 2@64 4@32 8@16 8@8 16@4 16@4",
+    ("sagan", 32, ""): "G 4@8 4@16 A4@16 4@32 | D 2@16 A2@16 2@8 2@8 2@8",
+    ("sagan", 64, ""): "G 8@8 4@16 2@32 A2@32 1@64 | D 1@32 A1@32 2@16 4@8 8@4 16@4",
     ("sagan", 128, ""): "G 16@8 8@16 4@32 2@64 A2@64 1@128 | D 1@64 A1@64 2@32 4@16 8@8 16@4 16@4",
+    ("sagan", 256, ""): "G 16@8 8@16 8@32 4@64 A4@64 2@128 1@256 | D 1@128 2@64 A2@64 4@32 8@16 8@8 16@4 16@4",
     ("fastgan", 128, "imagenet"): "G 16@8 8@16 4@32 2@64 1@128 | D 1@64 2@32 4@16 8@8 16@4 16@4",
     ("fastgan", 128, "imagenet143"): "G 8@8 4@16 4@32 2@64 1@128 | D 1@64 2@32 4@16 4@8 8@4 8@4",
     ("fastgan", 64, ""): "G 8@8 4@16 2@32 1@64 | D 1@32 2@16 4@8 8@4 16@2",
+    ("fastgan", 32, ""): "G 1@8 1@16 1@32 | D 1@16 1@8 1@4 1@2",
 }
 W = 8  # tiny width: attention needs 8 channels
 
@@ -185,12 +192,12 @@ def fabricated_npz(path, res: int, classes: int = 3, per_class: int = 8):
     return path
 
 
-TRAINED = [("biggan", 64, ""), ("biggan", 128, ""), ("resnet", 64, ""), ("resnet", 128, ""), ("sagan", 128, ""),
-           ("fastgan", 128, "imagenet"), ("fastgan", 128, "imagenet143")]
+TRAINED = [("biggan", 64, ""), ("biggan", 128, ""), ("biggan", 256, ""), ("resnet", 64, ""), ("resnet", 128, ""),
+           ("sagan", 128, ""), ("fastgan", 128, "imagenet"), ("fastgan", 128, "imagenet143")]
 
 
 def _train_two_steps(tmp_path, arch: str, res: int, layout: str, *sets: str) -> float:
-    z = 120 if arch == "biggan" else 16
+    z = 20 * (STUDIOGAN_STAGES[res].g_blocks + 1) if arch == "biggan" else 16  # BigGAN's 20-dim chunks
     npz = fabricated_npz(tmp_path / "data.npz", res)
     cfg = tiny_cfg("data.name=npz", f"data.root={npz}", f"data.resolution={res}", f"model.arch={arch}",
                    f"model.layout={layout}", f"model.z_dim={z}", "train.steps=2", "train.ckpt_every=2",

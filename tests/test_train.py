@@ -30,7 +30,9 @@ def assert_bitwise_equal(a: dict, b: dict) -> None:
 BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "model.z_dim=20", "model.shared_dim=8"]
 
 
-@pytest.mark.parametrize("n_dis,sets", [(1, []), (2, []), (2, BIGGAN64)], ids=["dcgan-1", "dcgan-2", "biggan64-2"])
+@pytest.mark.parametrize("n_dis,sets", [(1, []), (2, []), (2, BIGGAN64),
+                                        (1, ["train.accumulate=2", "speed.precision=bf16"])],
+                         ids=["dcgan-1", "dcgan-2", "biggan64-2", "accumulate-bf16"])
 def test_resume_is_bitwise_exact(tmp_path, n_dis, sets):
     n = 3
     cfg = tiny_cfg(f"train.steps={2 * n}", f"train.ckpt_every={n}", f"train.n_dis={n_dis}", "data.hflip=true", *sets)
