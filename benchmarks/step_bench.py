@@ -5,7 +5,7 @@
     python benchmarks/step_bench.py --preset imagenet128-reacgan --batches 4 --options fp32   # a paper row
 
 ``--preset`` takes a preset or a paper row of benchmarks/paper_rows.py (the 64 / 128 px rows, until they are
-presets); the row's batch is replaced by --batches.
+presets), run at the row's batch and n_dis unless --batches says otherwise.
 
 Each option is the preset with some ``speed.*`` keys set (see OPTIONS); every contender (each option, and
 with --studiogan the same iteration of PyTorch-StudioGAN's ReACGAN CIFAR10 model, see studiogan_step.py)
@@ -164,7 +164,7 @@ def print_table(rows: list[dict], device: torch.device, peak: float | None) -> N
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cifar10-reacgan", help=f"a preset or one of {', '.join(ROWS)}")
-    p.add_argument("--batches", default="128,64", help="comma list of batch sizes")
+    p.add_argument("--batches", help="comma list of batch sizes (default: 128,64; a paper row's own batch)")
     p.add_argument("--options", default="fp32,fp32_fast", help=f"comma list of {', '.join(OPTIONS)}")
     p.add_argument("--device", default="cpu")
     p.add_argument("--warmup", type=int, default=1, help="untimed iterations per contender (compile: >= 2)")
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
-    for batch in (int(b) for b in args.batches.split(",")):
+    batches = args.batches or (str(ROWS[args.preset][2]) if args.preset in ROWS else "128,64")
+    for batch in (int(b) for b in batches.split(",")):
         rows += bench_batch(args, batch, device)
         print_table(rows, device, peak_tflops(device, args.peak_tflops))
         print()

@@ -1,6 +1,6 @@
 """Every residual D block against a float64 hand-written reference of the block its paper's code runs.
 
-StudioGAN (big_resnet.py, resnet.py: biggan32, resnet32) keeps ``x0 = x`` and applies an in-place ReLU to x,
+StudioGAN (big_resnet.py, resnet.py: biggan, resnet, sagan) keeps ``x0 = x`` and applies an in-place ReLU to x,
 so its shortcut sees relu(x): block(x) = F(relu x) + S(relu x). The official FastGAN DownBlock uses the
 out-of-place F.relu: block(x) = F(relu x) + S(x). F = conv3x3, ReLU, conv3x3 (, 2x2 avg-pool);
 S = 1x1 conv then 2x2 avg-pool (in the references' order), or the identity. The references below use
@@ -17,7 +17,8 @@ from condgan.nets import build_nets
 from condgan.nets.blocks import DiscBlock, DiscOptBlock
 
 # arch -> whether its reference code's shortcut sees relu(x)
-REFERENCE_SHORTCUT_ON_RELU = {"biggan32": True, "resnet32": True, "fastgan": False}
+REFERENCE_SHORTCUT_ON_RELU = {"biggan32": True, "resnet32": True, "biggan": True, "resnet": True, "sagan": True,
+                              "fastgan": False}
 
 
 def effective_weight(conv: torch.nn.Conv2d) -> torch.Tensor:
@@ -52,14 +53,17 @@ def reference_opt_block(block: DiscOptBlock, x: torch.Tensor) -> torch.Tensor:
 
 
 def tiny_discriminator(arch: str, resolution: int = 32, sn: bool = True) -> torch.nn.Module:
-    cfg = build_config({"model": {"arch": arch, "d_width": 8, "g_width": 8, "z_dim": 16, "embed_dim": 8,
+    z_dim = {64: 20, 128: 24}.get(resolution, 16)  # BigGAN's G splits z into one chunk per block + 1
+    cfg = build_config({"model": {"arch": arch, "d_width": 8, "g_width": 8, "z_dim": z_dim, "embed_dim": 8,
                                   "d_sn": sn}, "data": {"resolution": resolution}})
     torch.manual_seed(0)
     _, d = build_nets(cfg, 5, 3)
     return d.double().eval()
 
 
-@pytest.mark.parametrize("arch,resolution", [("biggan32", 32), ("resnet32", 32), ("fastgan", 32), ("fastgan", 64)])
+@pytest.mark.parametrize("arch,resolution", [("biggan32", 32), ("resnet32", 32), ("fastgan", 32), ("fastgan", 64),
+                                              ("biggan", 64), ("biggan", 128), ("resnet", 128), ("sagan", 128),
+                                              ("fastgan", 128)])
 @pytest.mark.parametrize("sn", [True, False])
 def test_every_d_block_is_its_reference_block(arch: str, resolution: int, sn: bool) -> None:
     d = tiny_discriminator(arch, resolution, sn)
