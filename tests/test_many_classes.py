@@ -79,3 +79,14 @@ def test_intra_fid_at_1000_classes_against_scipy():
         diff = f.mean(0) - r.mean(0)
         ref = diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real)
         assert per_class[c] == pytest.approx(ref, rel=1e-6)
+
+
+def test_end_of_training_report_trains_no_classifier_beyond_cifar_scale(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "many.npz"
+    np.savez(npz, images=rng.integers(0, 256, (400, 32, 32, 3), dtype=np.uint8), labels=np.arange(400) % 200)
+    args = [a for a in tiny_train_args(tmp_path / "run", "data.name=npz", f"data.root={npz}", "train.steps=1")
+            if a != "--no-eval"]
+    code, out, _ = run_main(capsys, *args)
+    assert code == 0 and "report skipped: npz has 200 classes at 32 px" in out
+    assert f"condgan eval {tmp_path / 'run'}" in out and not (tmp_path / "run" / "final_eval.json").exists()

@@ -35,10 +35,15 @@ def auto_protocol(data: ImageDataset, eval_command: bool = False) -> tuple[str, 
     the papers' Inception network is the backbone, with FID and IS, and no classifier is trained unless a
     metric that needs one (acc, cas) is asked for by name. ``eval_command``: condgan eval's longer list.
     """
-    classes, pixels = CLASSIFIER_SCALE
-    if data.num_classes <= classes and data.images.shape[-1] <= pixels:
+    if at_classifier_scale(data):
         return "classifier", list(DEFAULT_METRICS) if eval_command else ["fid", "acc"]
     return "inception", ["fid", "is", "prdc", "ifid"] if eval_command else ["fid", "is"]
+
+
+def at_classifier_scale(data: ImageDataset) -> bool:
+    """Whether condgan trains its own evaluation classifier for ``data`` by default (:data:`CLASSIFIER_SCALE`)."""
+    classes, pixels = CLASSIFIER_SCALE
+    return data.num_classes <= classes and data.images.shape[-1] <= pixels
 
 
 def resolve_auto(request: "EvalRequest", data: ImageDataset, eval_command: bool = False) -> "EvalRequest":

@@ -1,7 +1,7 @@
 """Every architecture by its ``model.arch`` name: how it is built, at which resolutions, what it needs.
 
 The config reads its choices from here (:data:`ARCHITECTURES`, :data:`LAYOUTS`) and asks
-:func:`model_problem` whether a (arch, resolution, layout, z_dim) combination exists, so this module must not
+:func:`model_problem` whether a model section names a network at a resolution, so this module must not
 import the config package (it imports this one).
 """
 from __future__ import annotations

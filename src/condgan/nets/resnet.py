@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from .blocks import DiscBlock, DiscOptBlock, GenBlock
 from .heads import DiscriminatorHeads, DOutput
 from .layers import ConditionalBatchNorm2d, SelfAttention, class_onehot, conv2d, init_weights, linear
-from .stages import FASTGAN_DEFAULT_LAYOUT, FASTGAN_LAYOUTS, STUDIOGAN_STAGES, StageTable
+from .stages import StageTable
 
 
 class ResNetGenerator(nn.Module):
@@ -113,16 +113,6 @@ def resnet_pair(stages: StageTable, z_dim: int, num_classes: int, g_width: int, 
                             attn_after=stages.d_attn_after if attention else 0, hidden_in=stages.d_hidden_in,
                             relu_shortcut=stages.relu_shortcut)
     return g, d
-
-
-def sngan_stages(resolution: int) -> StageTable:
-    """StudioGAN's ``resnet.py`` row for ``resolution``."""
-    return STUDIOGAN_STAGES[resolution]
-
-
-def fastgan_stages(resolution: int, layout: str = "") -> StageTable:
-    """The official FastGAN net for ``resolution`` ("" = the layout its papers' runs use at that size)."""
-    return FASTGAN_LAYOUTS[(layout or FASTGAN_DEFAULT_LAYOUT[resolution], resolution)]
 
 
 def start_cbn_gains_at_one(g: nn.Module) -> None:
