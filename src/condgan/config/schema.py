@@ -42,7 +42,7 @@ class AugConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = _choice(*ARCHITECTURES, default="dcgan")  # see condgan.nets.registry (`condgan keys` lists them)
+    arch: str = _choice(*ARCHITECTURES, default="dcgan")  # the names of condgan.nets.registry.ARCHITECTURES
     # fastgan only: which official net at that size ("" = the default: cifar at 32, imagenet143 at 64,
     # imagenet at 128); see condgan.nets.stages
     layout: str = _choice("", *LAYOUTS, default="")
