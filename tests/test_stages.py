@@ -84,13 +84,14 @@ def test_fastgan_128_equals_a_hand_count_of_the_official_nets(layout, classes, g
                                                               d_official):
     down = (True, True, True, True, False)
     assert official_fastgan_counts(g_mult, d_mult, down, 64, 128, classes) == (g_official, d_official)
-    with torch.device("meta"):
-        g, d = build_nets(build_config({"model": {"arch": "fastgan", "layout": layout, "g_width": 64, "d_width": 64,
-                                                  "z_dim": 128, "d_sn": False, "init": "xavier"},
-                                        "data": {"resolution": 128},
-                                        "loss": {"cond": "ac", "fake_kl_weight": 1.0}}), classes, 3)
-    # condgan's classifier head has no bias (as StudioGAN's): the official count less C
-    assert (count_parameters(g), count_parameters(d)) == (g_official, d_official - classes)
+    for cls_bias, d_expected in ((True, d_official), (False, d_official - classes)):  # default: StudioGAN's head
+        with torch.device("meta"):
+            g, d = build_nets(build_config({"model": {"arch": "fastgan", "layout": layout, "g_width": 64,
+                                                      "d_width": 64, "z_dim": 128, "d_sn": False, "init": "xavier",
+                                                      "cls_bias": cls_bias},
+                                            "data": {"resolution": 128},
+                                            "loss": {"cond": "ac", "fake_kl_weight": 1.0}}), classes, 3)
+        assert (count_parameters(g), count_parameters(d)) == (g_official, d_expected)
 
 
 # ------------------------------------------------------------------------------------------- stage tables
@@ -165,6 +166,10 @@ def test_resolutions_and_chunks_are_config_errors():
         _cfg("fastgan", 128, layout="cifar")
     with pytest.raises(ConfigError, match=r"'model.g_sn' must be false for model.arch=fastgan"):
         _cfg("fastgan", 32, g_sn=True)
+    with pytest.raises(ConfigError, match=r"'model.cls_bias' applies to model.arch resnet, sagan, resnet32, fastgan"):
+        _cfg("biggan", 32, "ac", cls_bias=True)
+    with pytest.raises(ConfigError, match=r"'model.cls_bias' needs loss.cond ac"):
+        _cfg("fastgan", 32, "pd", cls_bias=True)
 
 
 @pytest.mark.parametrize("old,new", [

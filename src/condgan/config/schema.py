@@ -54,6 +54,7 @@ class ModelConfig:
     g_sn: bool = False  # spectral norm in G
     d_sn: bool = True  # spectral norm in D
     embed_dim: int = 512  # D2D-CE / 2C embedding dimension
+    cls_bias: bool = False  # resnet family: the classifier head (ac) has a bias, as in the FastGAN code
     init: str = _choice("orthogonal", "normal", "xavier", "default", default="orthogonal")
     sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch, not each rank's share
 

@@ -65,6 +65,8 @@ def _validate_loss(cfg: Config) -> None:
         raise ConfigError("config key 'reg.topk' cannot be used with loss.cond mh (no scalar adversarial logit)")
     if loss.aux != "none" and loss.cond not in ("ac", "2c", "d2d_ce"):
         raise ConfigError(f"config key 'loss.aux' ({loss.aux}) needs loss.cond ac, 2c or d2d_ce; got {loss.cond!r}")
+    if cfg.model.cls_bias and loss.cond != "ac":
+        raise ConfigError(f"config key 'model.cls_bias' needs loss.cond ac (the classifier head); got {loss.cond!r}")
     if loss.ac_fake_in_d and loss.cond != "ac":
         raise ConfigError(f"config key 'loss.ac_fake_in_d' needs loss.cond ac; got {loss.cond!r}")
     if loss.fake_kl_weight and (loss.cond != "ac" or loss.aux == "adc"):

@@ -66,15 +66,16 @@ def head_names(cond: str, aux: str = "none") -> tuple[str, ...]:
     return ("adv",) + names
 
 
-def _build_head(name: str, cond: str, aux: str, f: int, c: int, e: int, sn: bool) -> nn.Module:
-    """One head module: ``f`` input features, ``c`` classes, ``e`` embedding dims."""
+def _build_head(name: str, cond: str, aux: str, f: int, c: int, e: int, sn: bool, cls_bias: bool = False) -> nn.Module:
+    """One head module: ``f`` input features, ``c`` classes, ``e`` embedding dims; ``cls_bias``: the classifier
+    has a bias (the FastGAN code's; StudioGAN's has none)."""
     k = 2 * c if aux == "adc" else c
     if name == "adv":
         return linear(f, c + 1 if cond == "mh" else 1, bias=True, sn=sn)
     if name == "projection":
         return embedding(c, f, sn=sn)
     if name == "classifier":
-        return linear(f, k, bias=False, sn=sn)
+        return linear(f, k, bias=cls_bias, sn=sn)
     if name in ("embed", "tac_embed"):
         return linear(f, e, bias=True, sn=sn)
     if name == "proxy":
@@ -96,13 +97,13 @@ class DiscriminatorHeads(nn.Module):
     """Heads on pooled features: forward(h [N, F], y [N] long) -> DOutput."""
 
     def __init__(self, in_features: int, num_classes: int, cond: str, embed_dim: int, sn: bool,
-                 aux: str = "none") -> None:
+                 aux: str = "none", cls_bias: bool = False) -> None:
         super().__init__()
         self.cond, self.aux = cond, aux
         self.head_names = head_names(cond, aux)
         for name in self.head_names:
             # Plain attributes (not a ModuleDict) keep state-dict keys short: heads.adv.weight, ...
-            self.add_module(name, _build_head(name, cond, aux, in_features, num_classes, embed_dim, sn))
+            self.add_module(name, _build_head(name, cond, aux, in_features, num_classes, embed_dim, sn, cls_bias))
 
     def _head(self, name: str) -> nn.Module | None:
         return self._modules.get(name) if name in self.head_names else None

@@ -43,7 +43,8 @@ def _deep_cnn(cfg: Config, num_classes: int, channels: int) -> Pair:
 def _resnet_family(cfg: Config, num_classes: int, channels: int, stages: StageTable, attention: bool) -> Pair:
     m, cond = cfg.model, cfg.loss.cond
     return resnet_pair(stages, m.z_dim, num_classes, m.g_width, m.d_width, channels, cond, m.embed_dim, attention,
-                       aux=cfg.loss.aux, g_sn=m.g_sn, d_sn=m.d_sn, init=m.init, conditional=cond != "none")
+                       aux=cfg.loss.aux, g_sn=m.g_sn, d_sn=m.d_sn, init=m.init, conditional=cond != "none",
+                       cls_bias=m.cls_bias)
 
 
 def _resnet(cfg: Config, num_classes: int, channels: int) -> Pair:
@@ -100,6 +101,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                             "the official FastGAN / SNGAN-ImageNet nets (model.layout)"),
 }
 LAYOUTS = tuple(dict.fromkeys(name for name, _ in FASTGAN_LAYOUTS))  # model.layout choices besides ""
+RESNET_FAMILY = ("resnet", "sagan", "resnet32", "fastgan")  # built by resnet_pair
 ALIASES = {"biggan32": "biggan"}  # old name -> the architecture it builds (a run resumes under either name)
 
 
@@ -120,6 +122,8 @@ def model_problem(model: ModelConfig, resolution: int) -> str | None:
     if layout and (layout, resolution) not in FASTGAN_LAYOUTS:
         sizes = sorted(r for name, r in FASTGAN_LAYOUTS if name == layout)
         return f"'model.layout' {layout} exists at {', '.join(map(str, sizes))} px; got data.resolution={resolution}"
+    if model.cls_bias and ALIASES.get(arch, arch) not in RESNET_FAMILY:
+        return f"'model.cls_bias' applies to model.arch {', '.join(RESNET_FAMILY)}; got {arch}"
     if arch == "fastgan" and model.g_sn:
         return ("'model.g_sn' must be false for model.arch=fastgan: its per-class BN gains start at zero, which "
                 "spectral norm cannot divide (the SN generators of the FastGAN code are model.arch resnet / sagan)")

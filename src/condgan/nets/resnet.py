@@ -12,8 +12,8 @@ g_conv_dim / d_conv_dim, 64 in its configs), D blocks' shortcuts on relu(x).
 the name runs made before ``resnet`` existed resume under.
 ``fastgan``: the official FastGAN nets (:data:`~condgan.nets.stages.FASTGAN_LAYOUTS`): D's hidden convs keep
 the input width and its shortcut sees the raw x; no SN, Xavier init and per-class BN gains starting at 1.
-Left as in the rest of condgan: BN eps 1e-4 (the reference: 2e-5 in the per-class BNs, 1e-5 in the last) and a
-bias-free classifier head.
+Left as in the rest of condgan: BN eps 1e-4 (the reference: 2e-5 in the per-class BNs, 1e-5 in the last), and a
+bias-free classifier head unless ``model.cls_bias`` (the reference has one).
 ``conditional=False`` gives the unconditional G of the "w/o condition" rows (one class: plain BN affine).
 """
 from __future__ import annotations
@@ -69,14 +69,16 @@ class ResNetDiscriminator(nn.Module):
     ``channels``: the optimised block's width, then each later block's; ``downsample``: per later block;
     ``attn_after``: the block (from 1 = the optimised block) whose output gets self-attention, 0 = none;
     ``hidden_in``: a block's first conv keeps its input width (FastGAN) instead of the output width;
-    ``relu_shortcut``: the blocks' shortcut sees relu(x) (StudioGAN) or x (FastGAN), see :class:`DiscBlock`.
+    ``relu_shortcut``: the blocks' shortcut sees relu(x) (StudioGAN) or x (FastGAN), see :class:`DiscBlock`;
+    ``cls_bias``: the classifier head has a bias (the FastGAN code's).
     """
 
     batch_coupled = False  # one sample's output never depends on the rest of its batch (no BN, no minibatch-std)
 
     def __init__(self, num_classes: int, channels: Sequence[int], downsample: Sequence[bool], img_channels: int = 3,
                  cond: str = "pd", embed_dim: int = 512, sn: bool = True, init: str = "orthogonal",
-                 aux: str = "none", attn_after: int = 0, hidden_in: bool = False, relu_shortcut: bool = True) -> None:
+                 aux: str = "none", attn_after: int = 0, hidden_in: bool = False, relu_shortcut: bool = True,
+                 cls_bias: bool = False) -> None:
         super().__init__()
         if len(downsample) != len(channels) - 1:
             raise ValueError(f"downsample needs one flag per block after the first; got {len(downsample)} "
@@ -88,7 +90,7 @@ class ResNetDiscriminator(nn.Module):
         self.attn_after = attn_after
         if attn_after:
             self.attn = SelfAttention(channels[attn_after - 1], sn)
-        self.heads = DiscriminatorHeads(channels[-1], num_classes, cond, embed_dim, sn, aux)
+        self.heads = DiscriminatorHeads(channels[-1], num_classes, cond, embed_dim, sn, aux, cls_bias)
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> DOutput:
@@ -102,8 +104,8 @@ class ResNetDiscriminator(nn.Module):
 
 def resnet_pair(stages: StageTable, z_dim: int, num_classes: int, g_width: int, d_width: int, img_channels: int,
                 cond: str, embed_dim: int, attention: bool, aux: str = "none", g_sn: bool = False,
-                d_sn: bool = True, init: str = "orthogonal",
-                conditional: bool = True) -> tuple[ResNetGenerator, ResNetDiscriminator]:
+                d_sn: bool = True, init: str = "orthogonal", conditional: bool = True,
+                cls_bias: bool = False) -> tuple[ResNetGenerator, ResNetDiscriminator]:
     """(G, D) of one stage table, widths multiplied by ``g_width`` / ``d_width``; attention where the table
     puts it when ``attention`` (SAGAN)."""
     g = ResNetGenerator(z_dim, num_classes, [g_width * m for m in stages.g_channels], img_channels, sn=g_sn,
@@ -111,7 +113,7 @@ def resnet_pair(stages: StageTable, z_dim: int, num_classes: int, g_width: int, 
     d = ResNetDiscriminator(num_classes, [d_width * m for m in stages.d_channels], stages.d_down, img_channels,
                             cond=cond, embed_dim=embed_dim, sn=d_sn, init=init, aux=aux,
                             attn_after=stages.d_attn_after if attention else 0, hidden_in=stages.d_hidden_in,
-                            relu_shortcut=stages.relu_shortcut)
+                            relu_shortcut=stages.relu_shortcut, cls_bias=cls_bias)
     return g, d
 
 
