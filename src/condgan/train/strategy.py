@@ -128,20 +128,17 @@ class StandardStrategy:
         such as D2D-CE within a micro-batch). Returns the losses averaged over the micro-batches. Under DDP
         the gradients are all-reduced once, in the last micro-batch's backward."""
         k = self.cfg.train.accumulate
-        if k == 1:
-            losses = micro_batch()
-            self.precision.backward_step(losses[f"{net}_loss"], opt, net)
-            return losses
+        no_sync = getattr(ddp_module, "no_sync", None)
         opt.zero_grad(set_to_none=True)
         logged = []
         for i in range(k):
-            no_sync = getattr(ddp_module, "no_sync", None)
             with no_sync() if no_sync is not None and i < k - 1 else contextlib.nullcontext():
                 losses = micro_batch()
-                self.precision.backward(losses[f"{net}_loss"] / k, net)
+                loss = losses[f"{net}_loss"]
+                self.precision.backward(loss / k if k > 1 else loss, net)
             logged.append({name: value.detach() for name, value in losses.items()})
         self.precision.step(opt, net)
-        return {name: torch.stack([log[name] for log in logged]).mean() for name in logged[0]}
+        return logged[0] if k == 1 else {name: torch.stack([log[name] for log in logged]).mean() for name in logged[0]}
 
     def g_step(self, device: torch.device, step: int) -> dict[str, torch.Tensor]:
         """One G update: ``train.accumulate`` micro-batches of fresh latents."""
