@@ -31,7 +31,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if distributed.launched_by_torchrun():  # torchrun --nproc_per_node=N -m condgan train ...
         device = distributed.init_from_env(args.device)
     try:
-        return _train(cfg, args, device, distributed.world().is_main)
+        code = _train(cfg, args, device, distributed.world().is_main)
+        # Every rank is through its last collective before any rank tears the process group down (not on
+        # the error path: torchrun stops the other ranks when one fails).
+        distributed.barrier()
+        return code
     finally:
         distributed.shutdown()
 
