@@ -11,7 +11,7 @@ from .config import Config, ConfigError, from_dict
 from .files import PendingFile
 from .metrics.backbones import BACKBONES
 from .metrics.errors import EvalError
-from .metrics.evaluate import DEFAULT_METRICS, EvalRequest, Evaluator
+from .metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
 from .metrics.suite import parse_metrics
 from .train import checkpoint as ckpt
 
@@ -117,12 +117,13 @@ def format_table(record: dict) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate a run dir's latest checkpoint (or a checkpoint file)")
     e.add_argument("target", help="run directory or checkpoint file")
-    e.add_argument("--metrics", default="auto",
-                   help=f"comma list of fid,is,prdc,ifid,acc,cas (default auto: {','.join(DEFAULT_METRICS)} up to "
-                        f"100 classes at 32 px, else fid,is,prdc,ifid)")
-    e.add_argument("--backbone", default="auto", choices=["auto", *BACKBONES],
-                   help="feature network for fid/prdc/ifid/is (default auto: the evaluation classifier up to 100 "
-                        "classes at 32 px, else inception)")
+    scale = "up to {} classes at {} px".format(*CLASSIFIER_SCALE)
+    e.add_argument("--metrics", default=AUTO,
+                   help=f"comma list of fid,is,prdc,ifid,acc,cas (default auto: {','.join(DEFAULT_METRICS)} {scale}, "
+                        f"else fid,is,prdc,ifid)")
+    e.add_argument("--backbone", default=AUTO, choices=[AUTO, *BACKBONES],
+                   help=f"feature network for fid/prdc/ifid/is (default auto: the evaluation classifier {scale}, "
+                        f"else inception)")
     e.add_argument("--num", type=int, default=None,
                    help="generated samples, at least the class count (default: the run's eval.num_samples)")
     e.add_argument("--ref", default="test", choices=["train", "test"], help="reference split (default test)")

@@ -85,20 +85,18 @@ def _biggan(cfg: Config, num_classes: int, channels: int) -> Pair:
 class Architecture:
     build: Callable[[Config, int, int], Pair]  # (cfg, num_classes, image channels) -> (G, D)
     resolutions: tuple[int, ...]
-    about: str
 
 
 _STUDIOGAN_RES = tuple(STUDIOGAN_STAGES)
 ARCHITECTURES: dict[str, Architecture] = {
-    "dcgan": Architecture(_dcgan, (32,), "the small demo pair"),
-    "deep_cnn": Architecture(_deep_cnn, (32,), "StudioGAN's DCGAN (fixed widths)"),
-    "resnet": Architecture(_resnet, _STUDIOGAN_RES, "SNGAN ResNet (StudioGAN resnet.py; widths x g/d_width)"),
-    "sagan": Architecture(_sagan, _STUDIOGAN_RES, "SAGAN: the SNGAN ResNet with self-attention"),
-    "resnet32": Architecture(_resnet32, (32,), "SNGAN / WGAN-GP ResNet at 32 px, g/d_width = block widths"),
-    "biggan": Architecture(_biggan, _STUDIOGAN_RES, "BigGAN (StudioGAN big_resnet.py)"),
-    "biggan32": Architecture(_biggan, (32,), "BigGAN at 32 px (the name of runs made before biggan)"),
-    "fastgan": Architecture(_fastgan, tuple(sorted(FASTGAN_DEFAULT_LAYOUT)),
-                            "the official FastGAN / SNGAN-ImageNet nets (model.layout)"),
+    "dcgan": Architecture(_dcgan, (32,)),  # the small demo pair
+    "deep_cnn": Architecture(_deep_cnn, (32,)),  # StudioGAN's DCGAN (fixed widths)
+    "resnet": Architecture(_resnet, _STUDIOGAN_RES),  # SNGAN ResNet (StudioGAN resnet.py; widths x g/d_width)
+    "sagan": Architecture(_sagan, _STUDIOGAN_RES),  # SAGAN: the SNGAN ResNet with self-attention
+    "resnet32": Architecture(_resnet32, (32,)),  # SNGAN / WGAN-GP ResNet at 32 px, g/d_width = block widths
+    "biggan": Architecture(_biggan, _STUDIOGAN_RES),  # BigGAN (StudioGAN big_resnet.py)
+    "biggan32": Architecture(_biggan, (32,)),  # BigGAN at 32 px (the name of runs made before biggan)
+    "fastgan": Architecture(_fastgan, tuple(sorted(FASTGAN_DEFAULT_LAYOUT))),  # the FastGAN code's nets (model.layout)
 }
 LAYOUTS = tuple(dict.fromkeys(name for name, _ in FASTGAN_LAYOUTS))  # model.layout choices besides ""
 RESNET_FAMILY = ("resnet", "sagan", "resnet32", "fastgan")  # built by resnet_pair
@@ -113,6 +111,7 @@ def same_architecture(a: str, b: str) -> bool:
 def model_problem(model: ModelConfig, resolution: int) -> str | None:
     """Why ``model`` at ``resolution`` names no network, as the end of a config error; None if it does."""
     arch, layout, z_dim = model.arch, model.layout, model.z_dim
+    builds = ALIASES.get(arch, arch)
     allowed = ARCHITECTURES[arch].resolutions
     if resolution not in allowed:
         sizes = ", ".join(map(str, allowed))
@@ -122,12 +121,12 @@ def model_problem(model: ModelConfig, resolution: int) -> str | None:
     if layout and (layout, resolution) not in FASTGAN_LAYOUTS:
         sizes = sorted(r for name, r in FASTGAN_LAYOUTS if name == layout)
         return f"'model.layout' {layout} exists at {', '.join(map(str, sizes))} px; got data.resolution={resolution}"
-    if model.cls_bias and ALIASES.get(arch, arch) not in RESNET_FAMILY:
+    if model.cls_bias and builds not in RESNET_FAMILY:
         return f"'model.cls_bias' applies to model.arch {', '.join(RESNET_FAMILY)}; got {arch}"
     if arch == "fastgan" and model.g_sn:
         return ("'model.g_sn' must be false for model.arch=fastgan: its per-class BN gains start at zero, which "
                 "spectral norm cannot divide (the SN generators of the FastGAN code are model.arch resnet / sagan)")
-    if ALIASES.get(arch, arch) == "biggan":
+    if builds == "biggan":
         chunks = STUDIOGAN_STAGES[resolution].g_blocks + 1
         if z_dim % chunks:
             return f"'model.z_dim' must split into {chunks} equal chunks for {arch} at {resolution} px; got {z_dim}"

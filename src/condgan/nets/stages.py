@@ -37,17 +37,8 @@ class StageTable:
                              f"for {len(self.d_channels)} blocks")
 
     @property
-    def resolution(self) -> int:
-        return 4 * 2 ** (len(self.g_channels) - 1)
-
-    @property
     def g_blocks(self) -> int:
         return len(self.g_channels) - 1
-
-    @property
-    def d_final_size(self) -> int:
-        """Side of D's last feature map."""
-        return self.resolution // 2 ** (1 + sum(self.d_down))
 
 
 STUDIOGAN_STAGES: dict[int, StageTable] = {
