@@ -1,4 +1,4 @@
-"""Command line: ``condgan train``, ``condgan eval`` and ``condgan presets``."""
+"""Command line: ``condgan train``, ``condgan eval``, ``condgan prepare`` and ``condgan presets``."""
 from __future__ import annotations
 
 import argparse
@@ -126,8 +126,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_presets)
 
     from .eval_cli import add_parser as add_eval_parser
+    from .prepare_cli import add_parser as add_prepare_parser
 
     add_eval_parser(sub)
+    add_prepare_parser(sub)
     return p
 
 

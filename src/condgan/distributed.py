@@ -36,6 +36,11 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
+    @property
+    def processes_per_host(self) -> int:
+        """Training processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without torchrun)."""
+        return int(os.environ.get("LOCAL_WORLD_SIZE") or 1) if self.distributed else 1
+
     def shard(self, n_global: int) -> slice:
         """This rank's rows of a global batch of ``n_global`` (divisible by ``size``)."""
         n = n_global // self.size

@@ -162,7 +162,7 @@ def diff(a: Config, b: Config) -> list[str]:
 # What a resumed run may change: how long it runs and how it reports, never what it computes. Descriptive keys
 # are not compared at all.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
-                  "train.grid_classes")
+                  "train.grid_classes", "data.residency")
 RESUMABLE_SECTIONS = ("eval.",)
 DESCRIPTIVE_KEYS = ("description", "reproduces")
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..augment.ada import ADA_PIPELINES
+from ..data.registry import DATASETS
+from ..data.residency import RESIDENCIES
+from ..data.store import DEFAULT_RESIZER, RESIZERS
 from ..nets.registry import ARCHITECTURES, LAYOUTS
 
 
@@ -19,9 +22,14 @@ def _choice(*options: str, default: str) -> Any:
 
 @dataclass
 class DataConfig:
-    name: str = _choice("mnist5k", "cifar10", "cifar100", "folder", "npz", default="mnist5k")
-    root: str = ""  # archive / folder / .npz path; "" = the cache dir (cifar) where that makes sense
+    name: str = _choice(*DATASETS, default="mnist5k")  # condgan.data.registry.DATASETS
+    # archive / folder / .npz path, or a downloaded dataset's folder (or its prepared store); "" = the cache
+    # dir (cifar) where that makes sense
+    root: str = ""
     resolution: int = 32
+    resizer: str = _choice(*RESIZERS, default=DEFAULT_RESIZER)  # prepared datasets: PIL filter of the resize
+    classes: str = ""  # imagenet143: the file listing its wnids
+    residency: str = _choice(*RESIDENCIES, default="auto")  # where training images live: data/residency.py
     hflip: bool = False  # random horizontal flip
     crop_scale: float = 1.0  # random-resized-crop minimum area scale; 1.0 = off
     crop_ratio: float = 4 / 3  # random-resized-crop largest aspect ratio (its inverse the smallest); 1 = square

@@ -23,7 +23,9 @@ class ImageDataset:
     """Labelled images held as tensors.
 
     images: uint8 [N, C, H, W] with C in {1, 3}; labels: int64 [N] in [0, num_classes).
-    ``identity`` is a short hash of the pixels and labels, stable across machines (a cache key).
+    ``identity`` is a short hash of the pixels and labels, stable across machines (a cache key);
+    ``classes`` names the classes where the source does (empty otherwise); ``mapped``: the images are
+    memory-mapped from a store (read from disk on first touch), not held in RAM.
     """
 
     images: torch.Tensor
@@ -31,13 +33,19 @@ class ImageDataset:
     num_classes: int
     name: str
     identity: str
+    classes: tuple[str, ...] = ()
+    mapped: bool = False
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def to(self, device: torch.device | str) -> "ImageDataset":
         """A copy with ``images`` and ``labels`` moved to ``device``."""
-        return dataclasses.replace(self, images=self.images.to(device), labels=self.labels.to(device))
+        return dataclasses.replace(self, images=self.images.to(device), labels=self.labels.to(device), mapped=False)
+
+    def in_ram(self) -> torch.Tensor:
+        """The images held in RAM: read whole from the store if memory-mapped, else as they are."""
+        return self.images.clone() if self.mapped else self.images
 
 
 def data_identity(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> str:

@@ -38,7 +38,7 @@ def read_image(path: Path, resolution: int) -> np.ndarray:
     """One image file -> uint8 [R, R, 3]: RGB, centre-cropped to a square, bicubic-resized."""
     try:
         with Image.open(path) as img:
-            img = _to_rgb(img)  # also forces the full decode, so truncated files fail here
+            img = to_rgb(img)  # also forces the full decode, so truncated files fail here
             side = min(img.size)
             left, top = (img.width - side) // 2, (img.height - side) // 2
             img = img.crop((left, top, left + side, top + side))
@@ -49,7 +49,7 @@ def read_image(path: Path, resolution: int) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB. 16-bit images are scaled to 8 bits (Pillow's convert would clip every value above 255)."""
     if img.mode.startswith("I;16") or (img.mode == "I" and np.asarray(img).max(initial=0) > 255):
         wide = np.asarray(img).astype(np.int64).clip(0, 65535)

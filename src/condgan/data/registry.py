@@ -1,22 +1,30 @@
 """``load_dataset``: dispatch a :class:`DataConfig` to the loader for its ``name``."""
 from __future__ import annotations
 
-from condgan.config import DataConfig
+from typing import TYPE_CHECKING
+
 from condgan.data.base import DataError, ImageDataset, check_resolution
 from condgan.data.cifar import SPECS as CIFAR_SPECS
 from condgan.data.cifar import load_cifar
 from condgan.data.folder import load_folder
 from condgan.data.mnist5k import load_mnist5k
 from condgan.data.npz import load_npz
+from condgan.data.prepared import load_prepared
+from condgan.data.readers import READERS
 
-DATASETS = ("mnist5k", "cifar10", "cifar100", "folder", "npz")
+if TYPE_CHECKING:  # config reads its choices from this module
+    from condgan.config import DataConfig
+
+IN_MEMORY = ("mnist5k", "cifar10", "cifar100", "folder", "npz")  # read whole at every start
+DATASETS = IN_MEMORY + tuple(READERS)  # the rest are prepared once into a store (condgan prepare)
 SPLITS = ("train", "test")
 
 
 def load_dataset(cfg: DataConfig, split: str = "train") -> ImageDataset:
     """Load ``split`` ("train" | "test") of the dataset named by ``cfg.name`` at ``cfg.resolution``.
 
-    Returns uint8 images [N, C, R, R] and int64 labels [N] on the CPU. folder / npz without a separate
+    Returns uint8 images [N, C, R, R] and int64 labels [N] on the CPU (memory-mapped from their store for the
+    prepared datasets, whose "test" is their held-out split: val or test). folder / npz without a separate
     test set return the training data for "test" (see their modules).
     """
     if split not in SPLITS:
@@ -30,4 +38,6 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> ImageDataset:
         return load_folder(cfg.root, split, resolution)
     if cfg.name == "npz":
         return load_npz(cfg.root, split, resolution)
+    if cfg.name in READERS:
+        return load_prepared(cfg, split)
     raise DataError(f"data.name must be one of {', '.join(DATASETS)}, got {cfg.name!r}")

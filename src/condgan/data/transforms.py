@@ -6,12 +6,15 @@ augmentation never syncs with the host and is reproducible from a seeded ``torch
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from condgan.config import DataConfig
 from condgan.data.base import DataError
+
+if TYPE_CHECKING:  # config reads its dataset choices from condgan.data
+    from condgan.config import DataConfig
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import Config
 from ..data import BatchSampler, DataError, ImageDataset, load_dataset
 from ..data.base import first_per_class
+from ..data.residency import make_feed
 from ..distributed import World, convert_sync_batchnorm, world
 from ..nets import build_nets
 from .ema import EMA
@@ -78,7 +79,7 @@ def _scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_schedu
 
 
 def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = None) -> Run:
-    """Seed, load the data onto ``device`` (once, as uint8) and build every trained object.
+    """Seed, load the data (as uint8, where ``data.residency`` puts it) and build every trained object.
 
     ``dataset`` replaces the one ``cfg.data`` names (benchmarks train on synthetic images); ``data.subset``
     applies to either.
@@ -94,7 +95,7 @@ def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = 
         if len(dataset) < cfg.train.batch_size:
             raise DataError(f"data.subset={cfg.data.subset} keeps {len(dataset)} images of {dataset.num_classes} "
                             f"classes, fewer than train.batch_size {cfg.train.batch_size}")
-    dataset = dataset.to(device)
+    feed = make_feed(dataset, cfg.data.residency, device, cfg.train.batch_size, w.processes_per_host)
     channels = dataset.images.shape[1]
     G, D = build_nets(cfg, dataset.num_classes, channels)
     if cfg.model.sync_bn:
@@ -108,7 +109,7 @@ def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = 
     models = Models(G, D, opt_g, opt_d, *_training_callables(cfg, G, D, device, w))
     if w.rank:
         torch.manual_seed(cfg.train.seed + w.rank)
-    sampler = BatchSampler(dataset, cfg.train.batch_size, seed=cfg.train.seed, world=w)
+    sampler = BatchSampler(dataset, cfg.train.batch_size, seed=cfg.train.seed, world=w, feed=feed)
     precision = Precision(cfg.speed.precision, device)
     strategy = STRATEGIES[cfg.train.strategy](cfg, models, sampler, dataset.num_classes, precision)
     ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start)
@@ -119,7 +120,7 @@ def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = 
 def advance(run: Run, step: int, keep_ema: bool = True) -> dict[str, torch.Tensor]:
     """One iteration after ``step`` finished G steps: the strategy's D and G steps, the EMA update (where
     ``keep_ema``: rank 0) and both lr schedules. Returns the iteration's detached losses; no host sync."""
-    losses = run.strategy.step(run.dataset.images.device, step)
+    losses = run.strategy.step(run.sampler.device, step)
     if keep_ema:
         run.ema.update(run.models.G, step + 1)
     run.sched_g.step()

@@ -37,10 +37,9 @@ class FreeAdversarialStrategy(StandardStrategy):
                  precision: Precision | None = None) -> None:
         super().__init__(cfg, models, sampler, num_classes, precision)
         self.robust = cfg.robust
-        images = sampler.dataset.images
         # Drawn whole from the latent stream (alike on every rank), then this rank's rows.
-        whole = initial_delta((sampler.batch_size, *images.shape[1:]), self.robust.epsilon, self.robust.delta_init,
-                              images.device, self.noise)
+        whole = initial_delta((sampler.batch_size, *sampler.image_shape), self.robust.epsilon,
+                              self.robust.delta_init, sampler.device, self.noise)
         self.delta = whole[self.world.shard(sampler.batch_size)].clone()
 
     def d_step(self, step: int) -> dict[str, torch.Tensor]:

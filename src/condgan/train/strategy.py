@@ -59,7 +59,7 @@ class StandardStrategy:
         self.sampler = sampler
         self.world = sampler.world
         self.num_classes = num_classes
-        device = sampler.dataset.images.device
+        device = sampler.device
         self.precision = precision or Precision(cfg.speed.precision, device)
         # batch-coupled losses span all ranks (all_gather_cat is the identity in one process)
         self.objective = Objective(cfg.loss, num_classes, all_gather_cat)

@@ -87,6 +87,8 @@ class Trainer:
 
     def close(self, remove_if_empty: bool = False) -> None:
         """Give up the run dir (with ``remove_if_empty``: remove it if this trainer created it and wrote nothing)."""
+        if hasattr(self, "run"):  # built: stop its background data readers
+            self.run.sampler.close()
         if self._lock is not None:
             self._lock.release(remove_if_empty)
 

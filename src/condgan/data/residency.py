@@ -1,0 +1,168 @@
+"""Where the training images live while a run reads them: ``data.residency``.
+
+- ``device``: the whole uint8 set on the training device; a batch is one on-device gather (CIFAR-scale).
+- ``host``: the whole set in (pinned) host RAM; a batch is gathered on the CPU and copied non-blocking.
+- ``stream``: the set stays in its memory-mapped store; background threads gather the next batches of the
+  epoch into pinned buffers while the device trains on the current one (ImageNet at 128 px: 63 GB).
+
+A feed is told the epoch's permutation and asked for rows ``[start, stop)`` of it; which images those are is
+decided by the sampler alone (data/loader.py), so every tier gives the same batches, and a run can resume
+in another tier. Labels always live on the device (8 bytes an image).
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import torch
+
+from condgan.data.base import DataError, ImageDataset
+
+RESIDENCIES = ("auto", "device", "host", "stream")
+DEVICE_SHARE = 0.25  # auto: the set goes on the device if it takes at most this share of its free memory
+HOST_SHARE = 0.5  # ... else in host RAM if at most this share of this process's part of the available RAM
+PREFETCH = 4  # stream: batches read ahead
+
+
+def choose_residency(dataset: ImageDataset, device: torch.device, processes_per_host: int = 1) -> str:
+    """``auto``: device if the set is small beside the device's free memory, else host if it fits in this
+    process's share of the host's available RAM, else stream."""
+    size = dataset.images.numel() * dataset.images.element_size()
+    host = available_host_memory() / max(1, processes_per_host)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        if size <= DEVICE_SHARE * free:
+            return "device"
+    elif size <= HOST_SHARE * host:  # on a CPU, "device" is host RAM
+        return "device"
+    return "host" if size <= HOST_SHARE * host else "stream"
+
+
+def gather_rows(images: torch.Tensor, index: torch.Tensor, pin: bool = False) -> torch.Tensor:
+    """images[index] for uint8 [N, C, H, W] and int64 [b]. Written into a preallocated tensor: on a CPU,
+    index_select into a new tensor takes a path ~20x slower than into ``out=`` (torch 2.x, 128 px batches)."""
+    out = torch.empty((index.numel(), *images.shape[1:]), dtype=images.dtype, device=images.device, pin_memory=pin)
+    return torch.index_select(images, 0, index, out=out)
+
+
+def available_host_memory() -> int:
+    """Bytes of RAM available to new allocations (Linux's MemAvailable; total RAM elsewhere)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class DeviceFeed:
+    """Images and labels on the training device; the epoch's permutation too (one copy per epoch)."""
+
+    tier = "device"
+
+    def __init__(self, dataset: ImageDataset, device: torch.device) -> None:
+        self.device = device
+        self.images = dataset.in_ram().to(device)
+        self.labels = dataset.labels.to(device)
+        self.wait_s = 0.0  # time the caller spent blocked on data (stream only)
+
+    def start_epoch(self, perm: torch.Tensor) -> None:
+        """perm: int64 [N] on the CPU, the epoch's order."""
+        self.perm = perm.to(self.device)
+
+    def fetch(self, start: int, stop: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images [b, C, H, W] and int64 labels [b] on the device: ``rows`` of perm[start:stop]."""
+        index = self.perm[start:stop][rows]
+        return gather_rows(self.images, index), self.labels.index_select(0, index)
+
+    def close(self) -> None:
+        """Stop background work (none here)."""
+
+
+class HostFeed(DeviceFeed):
+    """Images in host RAM (pinned when the device is a GPU, so copies are asynchronous)."""
+
+    tier = "host"
+
+    def __init__(self, dataset: ImageDataset, device: torch.device, resident: bool = True) -> None:
+        self.device = device
+        self.pin = device.type == "cuda"
+        # resident: read the whole set into RAM now (a memory-mapped store's pages would otherwise be read
+        # at random during training); stream keeps the mapping
+        images = dataset.images.cpu()
+        if resident:
+            images = images.pin_memory() if self.pin else dataset.in_ram()
+        self.images = images
+        self.labels = dataset.labels.to(device)
+        self.wait_s = 0.0
+
+    def start_epoch(self, perm: torch.Tensor) -> None:
+        self.perm_host, self.perm = perm, perm.to(self.device)
+
+    def gather(self, start: int, stop: int, rows: slice) -> torch.Tensor:
+        """uint8 [b, C, H, W] on the CPU (pinned for a GPU): the images of ``rows`` of perm[start:stop]."""
+        return gather_rows(self.images, self.perm_host[start:stop][rows], self.pin)
+
+    def fetch(self, start: int, stop: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self._host_batch(start, stop, rows)
+        # Pinned buffers come from torch's caching host allocator, which does not reuse a buffer before
+        # its asynchronous copy has finished, so a fresh buffer per batch is safe with non_blocking.
+        images = images.to(self.device, non_blocking=True)
+        return images, self.labels.index_select(0, self.perm[start:stop][rows])
+
+    def _host_batch(self, start: int, stop: int, rows: slice) -> torch.Tensor:
+        return self.gather(start, stop, rows)
+
+
+class StreamFeed(HostFeed):
+    """The memory-mapped store read by ``workers`` threads, ``prefetch`` batches ahead within the epoch."""
+
+    tier = "stream"
+
+    def __init__(self, dataset: ImageDataset, device: torch.device, batch_size: int, workers: int = 4,
+                 prefetch: int = PREFETCH) -> None:
+        super().__init__(dataset, device, resident=False)
+        self.batch_size, self.prefetch = batch_size, prefetch
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="condgan-stream")
+        self.pending: dict[int, Future] = {}
+
+    def start_epoch(self, perm: torch.Tensor) -> None:
+        self._drop_pending()
+        super().start_epoch(perm)
+
+    def _host_batch(self, start: int, stop: int, rows: slice) -> torch.Tensor:
+        future = self.pending.pop(start, None)
+        # read ahead: the next batches of this epoch (the sampler always moves by batch_size)
+        for ahead in range(start + self.batch_size, start + (self.prefetch + 1) * self.batch_size, self.batch_size):
+            if ahead + self.batch_size <= self.perm_host.numel() and ahead not in self.pending:
+                self.pending[ahead] = self.pool.submit(self.gather, ahead, ahead + self.batch_size, rows)
+        t0 = time.perf_counter()
+        images = future.result() if future is not None else self.gather(start, stop, rows)
+        self.wait_s += time.perf_counter() - t0
+        return images
+
+    def _drop_pending(self) -> None:
+        for future in self.pending.values():
+            future.cancel()
+        self.pending.clear()
+
+    def close(self) -> None:
+        self._drop_pending()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_feed(dataset: ImageDataset, residency: str, device: torch.device, batch_size: int,
+              processes_per_host: int = 1) -> DeviceFeed:
+    """The feed for ``residency`` (``auto`` resolved by :func:`choose_residency`)."""
+    if residency not in RESIDENCIES:
+        raise DataError(f"data.residency must be one of {', '.join(RESIDENCIES)}, got {residency!r}")
+    if residency == "auto":
+        residency = choose_residency(dataset, device, processes_per_host)
+    if residency == "device":
+        return DeviceFeed(dataset, device)
+    if residency == "host":
+        return HostFeed(dataset, device)
+    return StreamFeed(dataset, device, batch_size)

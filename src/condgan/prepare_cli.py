@@ -1,0 +1,44 @@
+"""``condgan prepare --data NAME --root DIR --resolution R``: build a dataset's memory-mappable store once."""
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from .data.readers import READERS
+from .data.store import DEFAULT_RESIZER, RESIZERS
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from .data.base import DataError, check_resolution
+    from .data.prepared import prepare
+
+    check_resolution(args.resolution)
+    if args.workers < 0:
+        raise DataError(f"--workers must be >= 0 (0 = every core), got {args.workers}")
+    done = prepare(args.data, args.root, args.resolution, args.resizer, args.classes or "", tuple(args.split),
+                   args.workers, progress=not args.no_progress)
+    for split, folder, manifest in done:
+        print(f"{args.data} {split}: {manifest['count']:,} images of {len(manifest['classes'])} classes at "
+              f"{manifest['resolution']} px ({manifest['resizer']}) in {folder}")
+    settings = [f"data.name={args.data}", f"data.root={args.root}", f"data.resolution={args.resolution}",
+                f"data.resizer={args.resizer}"] + ([f"data.classes={args.classes}"] if args.classes else [])
+    print("train on it with: " + " ".join(f"--set {shlex.quote(s)}" for s in settings))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``condgan prepare``."""
+    p = sub.add_parser("prepare", help="decode, crop and resize a downloaded dataset once into a store that "
+                                       "training memory-maps (rerun to finish an interrupted one)")
+    p.add_argument("--data", required=True, choices=list(READERS), metavar="NAME",
+                   help="; ".join(f"{r.name}: {r.about}" for r in READERS.values()))
+    p.add_argument("--root", required=True, help="the downloaded dataset's folder (the layout it ships in)")
+    p.add_argument("--resolution", required=True, type=int, help="side length of the stored images")
+    p.add_argument("--resizer", default=DEFAULT_RESIZER, choices=list(RESIZERS),
+                   help=f"PIL filter of the resize after the centre crop (default {DEFAULT_RESIZER}, StudioGAN's "
+                        "documented choice); images already at the resolution are never resized")
+    p.add_argument("--classes", help="imagenet143: the file listing its wnids, one per line")
+    p.add_argument("--split", action="append", default=[], help="only this split (repeatable; default all)")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (default 0 = every core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_prepare)
