@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import run_main, tiny_train_args
 from condgan.config import DataConfig
-from condgan.data import load_dataset
+from condgan.data import DataError, load_dataset
 from condgan.data.base import data_identity
 from condgan.data.prepared import prepare, store_key
 from condgan.data.store import CHUNK, read_manifest
@@ -226,6 +226,8 @@ def test_hostile_prepare_inputs_are_one_line_errors(tmp_path, capsys):
     assert "invalid choice: 'sinc'" in one_line_error(capsys, *base, "--resolution", "16", "--resizer", "sinc")
     assert "imagenet143 needs data.classes" in one_line_error(
         capsys, "prepare", "--data", "imagenet143", "--root", str(fake.root), "--resolution", "16")
+    with pytest.raises(DataError, match="selects ImageNet classes for imagenet143; afhq takes none"):
+        load_dataset(data_cfg("afhq", fake.root, 16, f"data.classes={tmp_path / 'list.txt'}"))
     missing = tmp_path / "nowhere"
     assert str(missing) in one_line_error(capsys, "prepare", "--data", "cub200", "--root", str(missing),
                                           "--resolution", "16")

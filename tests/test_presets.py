@@ -4,9 +4,11 @@ import json
 import numpy as np
 import torch
 from fakes import make_cifar_archive
+from layouts import make_imagenet, write_class_list
 from PIL import Image
 
 from condgan.config import build_config
+from condgan.data.prepared import prepare
 from condgan.nets import BigGANDiscriminator, BigGANGenerator, count_parameters
 from condgan.presets import load_preset
 from condgan.train import checkpoint as ckpt
@@ -54,8 +56,14 @@ def data_roots(tmp_path_factory):
         for i in range(3):
             pixels = np.random.default_rng(10 * c + i).integers(0, 256, (40, 48, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"class{c}" / f"{i}.png")
-    return {"cifar10": make_cifar_archive(root / "cifar-10-python.tar.gz", n=4),
-            "cifar100": make_cifar_archive(root / "cifar-100-python.tar.gz", hundred=True, n=4), "folder": folder}
+    imagenet = make_imagenet(root / "imagenet", wnids=("n02085620", "n02123045", "n01440764"), per_class=2)
+    wnids = write_class_list(root / "catdog.txt", ("n02085620", "n02123045"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONDGAN_CACHE", str(root / "cache"))
+        store = prepare("imagenet143", str(imagenet.root), 64, "lanczos", str(wnids), progress=False)[0][1].parent
+    return {"cifar10": [f"data.root={make_cifar_archive(root / 'cifar-10-python.tar.gz', n=4)}"],
+            "cifar100": [f"data.root={make_cifar_archive(root / 'cifar-100-python.tar.gz', hundred=True, n=4)}"],
+            "folder": [f"data.root={folder}"], "imagenet143": [f"data.root={store}"]}  # a store as the root
 
 
 @pytest.mark.parametrize("name", sorted(list_presets()))
@@ -66,8 +74,8 @@ def test_every_preset_builds_and_trains_two_steps(name, tmp_path, data_roots):
     tree = load_preset(name)
     small = ["train.steps=2", "train.ckpt_every=2", "train.log_every=1", "train.sample_every=2", "eval.every=0"]
     paper_data = tree["data"]["name"] in data_roots
-    small += ([f"data.root={data_roots[tree['data']['name']]}", "data.download=false", "train.batch_size=4",
-               "train.n_dis=1"] if paper_data else ["train.batch_size=8"])
+    small += ([*data_roots[tree["data"]["name"]], "data.download=false", "train.batch_size=4", "train.n_dis=1"]
+              if paper_data else ["train.batch_size=8"])
     cfg = build_config(tree, small)
     assert cfg.reproduces, f"preset {name} does not say which paper row it reproduces"
     t = Trainer(cfg, tmp_path / "run", progress=False)

@@ -11,7 +11,8 @@ from .config import Config, ConfigError, build_config, load_yaml, to_yaml
 from .presets import DEFAULT_PRESET, list_presets, load_preset
 
 # (classes, channels) of the built-in datasets, to build nets without loading data (`presets --show`).
-KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3)}
+KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3), "tiny_imagenet": (200, 3),
+                "cub200": (200, 3), "imagenet": (1000, 3), "imagenet143": (143, 3), "afhq": (3, 3)}
 
 
 def resolve_config(preset: str | None, config_file: str | None, overrides: list[str]) -> Config:

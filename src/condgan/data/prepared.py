@@ -32,6 +32,8 @@ def store_key(name: str, root: str, resolution: int, resizer: str, classes: str 
         raise DataError(f"data.root must name the downloaded {name} folder (or its prepared store)")
     if reader.needs_class_list and not classes:
         raise DataError(f"{name} needs data.classes: the file listing its wnids, one per line")
+    if classes and not reader.needs_class_list:
+        raise DataError(f"data.classes ({classes}) selects ImageNet classes for imagenet143; {name} takes none")
     return StoreKey(name, Path(root).expanduser(), resolution, resizer, Path(classes).expanduser() if classes else None)
 
 

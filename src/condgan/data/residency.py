@@ -1,9 +1,10 @@
 """Where the training images live while a run reads them: ``data.residency``.
 
 - ``device``: the whole uint8 set on the training device; a batch is one on-device gather (CIFAR-scale).
-- ``host``: the whole set in (pinned) host RAM; a batch is gathered on the CPU and copied non-blocking.
-- ``stream``: the set stays in its memory-mapped store; background threads gather the next batches of the
-  epoch into pinned buffers while the device trains on the current one (ImageNet at 128 px: 63 GB).
+- ``host``: the whole set in (pinned) host RAM; background threads gather the next batches of the epoch
+  while the device trains on the current one, and each is copied non-blocking.
+- ``stream``: the same, but the set stays in its memory-mapped store (ImageNet at 128 px: 63 GB): only the
+  batches in flight are in RAM.
 
 A feed is told the epoch's permutation and asked for rows ``[start, stop)`` of it; which images those are is
 decided by the sampler alone (data/loader.py), so every tier gives the same batches, and a run can resume
@@ -83,11 +84,14 @@ class DeviceFeed:
 
 
 class HostFeed(DeviceFeed):
-    """Images in host RAM (pinned when the device is a GPU, so copies are asynchronous)."""
+    """Images in host RAM (pinned when the device is a GPU, so copies are asynchronous), gathered by
+    ``workers`` background threads ``prefetch`` batches ahead within the epoch, so the training loop only
+    waits when the gathering falls behind."""
 
     tier = "host"
 
-    def __init__(self, dataset: ImageDataset, device: torch.device, resident: bool = True) -> None:
+    def __init__(self, dataset: ImageDataset, device: torch.device, batch_size: int, workers: int = 4,
+                 prefetch: int = PREFETCH, resident: bool = True) -> None:
         self.device = device
         self.pin = device.type == "cuda"
         # resident: read the whole set into RAM now (a memory-mapped store's pages would otherwise be read
@@ -98,8 +102,12 @@ class HostFeed(DeviceFeed):
         self.images = images
         self.labels = dataset.labels.to(device)
         self.wait_s = 0.0
+        self.batch_size, self.prefetch = batch_size, prefetch
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"condgan-{self.tier}")
+        self.pending: dict[int, Future] = {}
 
     def start_epoch(self, perm: torch.Tensor) -> None:
+        self._drop_pending()
         self.perm_host, self.perm = perm, perm.to(self.device)
 
     def gather(self, start: int, stop: int, rows: slice) -> torch.Tensor:
@@ -107,33 +115,6 @@ class HostFeed(DeviceFeed):
         return gather_rows(self.images, self.perm_host[start:stop][rows], self.pin)
 
     def fetch(self, start: int, stop: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        images = self._host_batch(start, stop, rows)
-        # Pinned buffers come from torch's caching host allocator, which does not reuse a buffer before
-        # its asynchronous copy has finished, so a fresh buffer per batch is safe with non_blocking.
-        images = images.to(self.device, non_blocking=True)
-        return images, self.labels.index_select(0, self.perm[start:stop][rows])
-
-    def _host_batch(self, start: int, stop: int, rows: slice) -> torch.Tensor:
-        return self.gather(start, stop, rows)
-
-
-class StreamFeed(HostFeed):
-    """The memory-mapped store read by ``workers`` threads, ``prefetch`` batches ahead within the epoch."""
-
-    tier = "stream"
-
-    def __init__(self, dataset: ImageDataset, device: torch.device, batch_size: int, workers: int = 4,
-                 prefetch: int = PREFETCH) -> None:
-        super().__init__(dataset, device, resident=False)
-        self.batch_size, self.prefetch = batch_size, prefetch
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="condgan-stream")
-        self.pending: dict[int, Future] = {}
-
-    def start_epoch(self, perm: torch.Tensor) -> None:
-        self._drop_pending()
-        super().start_epoch(perm)
-
-    def _host_batch(self, start: int, stop: int, rows: slice) -> torch.Tensor:
         future = self.pending.pop(start, None)
         # read ahead: the next batches of this epoch (the sampler always moves by batch_size)
         for ahead in range(start + self.batch_size, start + (self.prefetch + 1) * self.batch_size, self.batch_size):
@@ -142,7 +123,10 @@ class StreamFeed(HostFeed):
         t0 = time.perf_counter()
         images = future.result() if future is not None else self.gather(start, stop, rows)
         self.wait_s += time.perf_counter() - t0
-        return images
+        # Pinned buffers come from torch's caching host allocator, which does not reuse a buffer before
+        # its asynchronous copy has finished, so a fresh buffer per batch is safe with non_blocking.
+        images = images.to(self.device, non_blocking=True)
+        return images, self.labels.index_select(0, self.perm[start:stop][rows])
 
     def _drop_pending(self) -> None:
         for future in self.pending.values():
@@ -152,6 +136,16 @@ class StreamFeed(HostFeed):
     def close(self) -> None:
         self._drop_pending()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class StreamFeed(HostFeed):
+    """The memory-mapped store, read by the background threads: only the batches in flight are in RAM."""
+
+    tier = "stream"
+
+    def __init__(self, dataset: ImageDataset, device: torch.device, batch_size: int, workers: int = 4,
+                 prefetch: int = PREFETCH) -> None:
+        super().__init__(dataset, device, batch_size, workers, prefetch, resident=False)
 
 
 def make_feed(dataset: ImageDataset, residency: str, device: torch.device, batch_size: int,
@@ -164,5 +158,5 @@ def make_feed(dataset: ImageDataset, residency: str, device: torch.device, batch
     if residency == "device":
         return DeviceFeed(dataset, device)
     if residency == "host":
-        return HostFeed(dataset, device)
+        return HostFeed(dataset, device, batch_size)
     return StreamFeed(dataset, device, batch_size)
