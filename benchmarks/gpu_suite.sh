@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The one prepared script a session with a lent GPU runs first (about 6-8 minutes on an H100; no downloads;
+# prints tables, and keeps the whole log in $OUT/gpu_suite.log where $OUT is set, as the device tool sets it).
+#
+#   bash benchmarks/gpu_suite.sh                           # on the GPU machine: python3 there holds torch
+#   REDUCED=1 bash benchmarks/gpu_suite.sh                 # smoke run on a CPU: tiny sizes, a few minutes
+#   STUDIOGAN=/path/to/PyTorch-StudioGAN bash benchmarks/gpu_suite.sh   # also StudioGAN's iteration beside ours
+#
+# From the device tool: run(command="bash benchmarks/gpu_suite.sh", timeout_s=540). Sections run one after
+# another under their own time limit; a failing section is reported and the next one still runs (the exit
+# status is that of the last failure).
+#   1. step_bench: cifar10-reacgan at batch 128 over the fast-path options; the 128 px ReACGAN row at its batch
+#   2. data_bench: prepare rate and each residency tier's delivery at 64 and 128 px (20,000-image store)
+#   3. metrics_bench: FID and PRDC on 10,000 x 2048 features
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && ! "$PY" -c "import torch" 2>/dev/null && PY=.venv/bin/python
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+LOG=${OUT:-/tmp}/gpu_suite.log
+: > "$LOG"
+status=0
+
+if [ -n "${REDUCED:-}" ]; then
+    DEVICE=cpu
+    CIFAR=(--batches 8 --options fp32 --warmup 1 --iterations 1)
+    ROW128=(--batches 2 --options fp32 --warmup 1 --iterations 1)
+    DATA=(--images 1000 --batches 4 --time-batch 1)
+    METRICS=(--n 2000 --dim 256 --repeats 1)
+    LIMIT=900
+else
+    DEVICE=cuda
+    CIFAR=(--batches 128 --options fp32,fp32_fast,bf16,fast --warmup 3 --iterations 10)
+    ROW128=(--options fp32,bf16 --warmup 2 --iterations 3)
+    DATA=(--images 20000 --batches 40)
+    METRICS=(--n 10000 --dim 2048 --repeats 3)
+    LIMIT=240
+fi
+
+section() {  # section NAME COMMAND...: run under the time limit, log it, note a failure
+    local name=$1
+    shift
+    echo "## $name" | tee -a "$LOG"
+    local t0=$SECONDS
+    timeout "$LIMIT" "$@" 2>&1 | tee -a "$LOG"
+    local rc=${PIPESTATUS[0]}
+    echo "($name: exit $rc, $((SECONDS - t0)) s)" | tee -a "$LOG"
+    echo | tee -a "$LOG"
+    [ "$rc" -eq 0 ] || status=$rc
+}
+
+section "machine" "$PY" -c "import os, torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(),
+      '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU', '|', os.cpu_count(), 'CPU cores')"
+section "step_bench cifar10-reacgan" "$PY" benchmarks/step_bench.py --device "$DEVICE" "${CIFAR[@]}"
+section "step_bench imagenet128-reacgan" "$PY" benchmarks/step_bench.py --device "$DEVICE" \
+    --preset imagenet128-reacgan "${ROW128[@]}"
+if [ -n "${STUDIOGAN:-}" ]; then
+    section "step_bench beside StudioGAN" "$PY" benchmarks/step_bench.py --device "$DEVICE" "${CIFAR[@]}" \
+        --studiogan "$STUDIOGAN"
+fi
+section "data_bench" "$PY" benchmarks/data_bench.py --device "$DEVICE" "${DATA[@]}"
+section "metrics_bench" "$PY" benchmarks/metrics_bench.py --device "$DEVICE" "${METRICS[@]}"
+echo "log: $LOG"
+exit $status
