@@ -83,8 +83,8 @@ MOMENTUM_SGD = ["optim.eps=1", "optim.g_lr=0.02", "optim.d_lr=0.02"]
 BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "model.z_dim=20", *MOMENTUM_SGD]
 
 
-@pytest.mark.parametrize("net", [[], BIGGAN64, ["train.accumulate=2", *MOMENTUM_SGD]],
-                         ids=["biggan32", "biggan64", "accumulate"])
+@pytest.mark.parametrize("net", [[], BIGGAN64, ["train.accumulate=2", *MOMENTUM_SGD], ["data.residency=stream"]],
+                         ids=["biggan32", "biggan64", "accumulate", "stream"])
 def test_ddp_run_equals_one_process(tmp_path, net):
     """2 ranks x 4 images vs 1 process x 8 images over the same global batches: same G_ema, G and D."""
     sets = TINY + ["train.steps=3", "train.ckpt_every=3"] + net

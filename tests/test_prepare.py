@@ -237,3 +237,57 @@ def test_hostile_prepare_inputs_are_one_line_errors(tmp_path, capsys):
     assert f"cannot read image {broken}" in err
     Image.fromarray(fake.pixels(broken)).save(broken, format="JPEG")  # fixed: the rerun finishes the job
     assert run_main(capsys, *base, "--resolution", "16")[0] == 0
+
+
+@pytest.mark.parametrize("name,ref", [("cub200", "train"), ("afhq", "train"), ("imagenet", "test"),
+                                      ("tiny_imagenet", "test"), ("cifar10", "test"), ("mnist5k", "test")])
+def test_eval_ref_auto_is_the_papers_reference_split(name, ref):
+    from condgan.config import build_config, from_dict, to_dict
+
+    cfg = build_config(None, [f"data.name={name}"])
+    assert cfg.eval.ref == ref  # resolved when the config is built, so a saved config says which split
+    assert from_dict(to_dict(cfg)).eval.ref == ref
+    assert build_config(None, [f"data.name={name}", "eval.ref=test"]).eval.ref == "test"
+
+
+def test_a_second_prepare_of_the_same_store_is_refused_while_the_first_runs(tmp_path):
+    from condgan.files import try_lock
+
+    fake = make_afhq(tmp_path / "src", per_class=1, val_per_class=1)
+    folder = store_key("afhq", str(fake.root), 16, "lanczos").folder()
+    folder.mkdir(parents=True)
+    (folder / ".lock").write_text("4242\n")
+    held = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); "
+                             "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+                             str(folder / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout.readline().strip() == "locked"
+        with pytest.raises(DataError, match=r"is being written by another condgan prepare \(pid 4242\)"):
+            prepare("afhq", str(fake.root), 16, "lanczos", progress=False)
+    finally:
+        held.kill()
+        held.wait()
+    assert prepare("afhq", str(fake.root), 16, "lanczos", progress=False)[0][2]["count"] == 3
+    fd = os.open(folder / ".lock", os.O_RDWR)
+    assert try_lock(fd)  # given back
+    os.close(fd)
+
+
+def test_a_damaged_store_is_a_one_line_error_naming_the_file(tmp_path):
+    fake = make_afhq(tmp_path / "src", per_class=1, val_per_class=1)
+    folder = prepare("afhq", str(fake.root), 16, "lanczos", splits=("train",), progress=False)[0][1]
+    cfg = data_cfg("afhq", fake.root, 16)
+    manifest = (folder / "manifest.json").read_text()
+    for name, damage, culprit in (
+            ("images.u8", lambda p: p.write_bytes(p.read_bytes()[:-1]), "has 2303 bytes, its manifest says 2304"),
+            ("labels.npy", lambda p: p.write_bytes(b"\x93NUMPY garbage"), "labels.npy is unreadable"),
+            ("labels.npy", lambda p: np.save(p, np.array([0, 1, 7])), "is not int64 [3] in [0, 3)"),
+            ("manifest.json", lambda p: p.write_text(manifest.replace('"count"', '"cnt"')), "is damaged (KeyError"),
+            ("manifest.json", lambda p: p.write_text("{"), "unreadable store manifest")):
+        backup = (folder / name).read_bytes()
+        damage(folder / name)
+        with pytest.raises(DataError) as e:
+            load_dataset(cfg, "train")
+        assert culprit in str(e.value) and str(folder) in str(e.value) and "\n" not in str(e.value)
+        (folder / name).write_bytes(backup)
+    assert len(load_dataset(cfg, "train")) == 3

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, ConfigError, from_dict
+from .data.registry import reference_split
 from .files import PendingFile
 from .metrics.backbones import BACKBONES
 from .metrics.errors import EvalError
@@ -62,8 +63,9 @@ def run_eval(args: argparse.Namespace) -> int:
         cfg = from_dict(state["config"])
     except ConfigError as e:
         raise ckpt.CheckpointError(f"checkpoint {path} holds a config this condgan cannot use: {e}") from None
+    ref_split = reference_split(cfg.data.name) if args.ref == "auto" else args.ref
     request = EvalRequest(metrics=parse_metrics(args.metrics), backbone=args.backbone,
-                          num_samples=args.num or cfg.eval.num_samples, ref_split=args.ref, resize=args.resize,
+                          num_samples=args.num or cfg.eval.num_samples, ref_split=ref_split, resize=args.resize,
                           batch_size=args.batch_size, seed=args.seed, is_splits=args.is_splits,
                           inception_weights=args.inception_weights, allow_download=not args.no_download)
     with PendingFile(out) as pending:  # an unwritable destination fails now, not after the scoring
@@ -126,7 +128,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"else inception)")
     e.add_argument("--num", type=int, default=None,
                    help="generated samples, at least the class count (default: the run's eval.num_samples)")
-    e.add_argument("--ref", default="test", choices=["train", "test"], help="reference split (default test)")
+    e.add_argument("--ref", default="auto", choices=["auto", "train", "test"],
+                   help="reference split (default auto: the papers', train for cub200 and afhq, else test)")
     e.add_argument("--resize", default="bilinear", choices=["bilinear", "clean"],
                    help="Inception resize: bilinear (pytorch-fid) or clean (PIL bicubic, clean-fid)")
     e.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth")

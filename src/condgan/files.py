@@ -3,10 +3,12 @@
 Every write goes to a temp file created exclusively (``mkstemp``: O_CREAT | O_EXCL, so a symlink planted at
 a predictable name can never redirect it) in the target's directory, is fsync'ed, given the permissions a
 plain ``open`` would (0666 minus the umask; mkstemp's own are 0600), then renamed over the target. Only temp
-files this process created are ever removed.
+files this process created are ever removed. :func:`try_lock` is the exclusive lock that run dirs and dataset
+stores take.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import zipfile
@@ -159,6 +161,26 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (the parent folder must exist)."""
     with PendingFile(path) as pending:
         return pending.commit_text(text)
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on the open file ``fd``; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
 
 
 class CorruptFile(ValueError):

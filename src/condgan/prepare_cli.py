@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 
 from .data.readers import READERS
@@ -20,7 +21,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     for split, folder, manifest in done:
         print(f"{args.data} {split}: {manifest['count']:,} images of {len(manifest['classes'])} classes at "
               f"{manifest['resolution']} px ({manifest['resizer']}) in {folder}")
-    settings = [f"data.name={args.data}", f"data.root={args.root}", f"data.resolution={args.resolution}",
+    root = os.path.abspath(os.path.expanduser(args.root))  # the store is found from any working directory
+    settings = [f"data.name={args.data}", f"data.root={root}", f"data.resolution={args.resolution}",
                 f"data.resizer={args.resizer}"] + ([f"data.classes={args.classes}"] if args.classes else [])
     print("train on it with: " + " ".join(f"--set {shlex.quote(s)}" for s in settings))
     return 0

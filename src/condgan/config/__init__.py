@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from ..data.registry import reference_split
 from .keys import apply_tree, diff, parse_override, set_value, to_dict, to_flat, valid_keys, yaml_load
 from .schema import (AugConfig, Config, ConfigError, DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig,
                      RegConfig, RobustConfig, SpeedConfig, TrainConfig)
@@ -19,7 +20,15 @@ from .validate import validate
 def from_dict(tree: dict) -> Config:
     cfg = Config()
     apply_tree(cfg, tree)
+    return _resolved(cfg)
+
+
+def _resolved(cfg: Config) -> Config:
+    """``cfg`` validated, with ``eval.ref: auto`` made the dataset's reference split (so a saved config says
+    which split it used)."""
     validate(cfg)
+    if cfg.eval.ref == "auto":
+        cfg.eval.ref = reference_split(cfg.data.name)
     return cfg
 
 
@@ -53,8 +62,7 @@ def build_config(base_tree: dict | None = None, overrides: list[str] | None = No
         apply_tree(cfg, base_tree)
     for text in overrides or []:
         set_value(cfg, *parse_override(text))
-    validate(cfg)
-    return cfg
+    return _resolved(cfg)
 
 
 __all__ = ["AugConfig", "Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig",

@@ -170,7 +170,8 @@ class EvalConfig:
     best: str = "fid"  # the value that picks checkpoints/best.pt (fid, ifid: lower is better; others: higher)
     # auto: the evaluation classifier up to 100 classes at 32 px, else Inception (condgan.metrics.evaluate)
     backbone: str = _choice("auto", "classifier", "inception", default="auto")
-    ref: str = _choice("test", "train", default="test")  # reference split of the real images
+    # reference split of the real images; auto: the papers' (train for cub200 and afhq, else test)
+    ref: str = _choice("auto", "test", "train", default="auto")
     resize: str = _choice("bilinear", "clean", default="bilinear")  # inception backbone input resize
 
 

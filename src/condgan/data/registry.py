@@ -20,6 +20,13 @@ DATASETS = IN_MEMORY + tuple(READERS)  # the rest are prepared once into a store
 SPLITS = ("train", "test")
 
 
+def reference_split(name: str) -> str:
+    """The split ("train" | "test") the papers take FID's reference statistics from for dataset ``name``:
+    the training images for CUB200 and AFHQ, the held-out split for the rest (DESIGN.md §8)."""
+    reader = READERS.get(name)
+    return "train" if reader is not None and reader.reference_split == "train" else "test"
+
+
 def load_dataset(cfg: DataConfig, split: str = "train") -> ImageDataset:
     """Load ``split`` ("train" | "test") of the dataset named by ``cfg.name`` at ``cfg.resolution``.
 

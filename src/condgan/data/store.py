@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from condgan.data.base import DataError, ImageDataset
 from condgan.data.download import cache_dir
 from condgan.data.folder import to_rgb
 from condgan.data.readers import SourceSplit
-from condgan.files import write_text_atomic
+from condgan.files import try_lock, write_text_atomic
 
 STORE_FORMAT = 1
 CHUNK = 256  # images per unit of work and of resumption
@@ -139,6 +140,31 @@ def prepare_split(key: StoreKey, split: str, source: SourceSplit, workers: int =
     """
     if not source.files:
         raise DataError(f"{key.dataset}: the {split} split under {key.root} has no images")
+    with _locked(key.folder()) as lock_fd:
+        return _prepare_locked(key, split, source, workers, progress, lock_fd)
+
+
+@contextmanager
+def _locked(folder: Path):
+    """Hold ``folder``'s lock: one ``condgan prepare`` writes a store at a time (the OS drops the lock when the
+    process ends, however it ends)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(folder / ".lock", flags, 0o666)
+    try:
+        if not try_lock(fd):
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            raise DataError(f"store {folder} is being written by another condgan prepare"
+                            f"{f' (pid {holder})' if holder.isdigit() else ''}; wait for it to finish")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _prepare_locked(key: StoreKey, split: str, source: SourceSplit, workers: int, progress: bool,
+                    lock_fd: int) -> Path:
     final = key.folder() / split
     digest = source_hash(source, key.root)
     manifest = read_manifest(final)
@@ -157,9 +183,11 @@ def prepare_split(key: StoreKey, split: str, source: SourceSplit, workers: int =
     with open(partial / "images.u8", "r+b") as out, open(partial / "done.log", "a") as log, tqdm(
             total=len(source.files), initial=total_done, unit="img", desc=f"{key.dataset} {split}",
             disable=not progress or None) as bar:
-        for index, pixels in _decoded(jobs, workers):
-            _write_at(out.fileno(), np.ascontiguousarray(pixels).data, index * CHUNK * image_bytes)
-            os.fdatasync(out.fileno())  # the pixels are on disk before the log says so (a crash, not only a kill)
+        for index, pixels in _decoded(jobs, workers, lock_fd):
+            out.seek(index * CHUNK * image_bytes)
+            out.write(np.ascontiguousarray(pixels).data)
+            out.flush()
+            _sync(out.fileno())  # the pixels are on disk before the log says so (a crash, not only a kill)
             log.write(f"{index}\n")
             log.flush()
             os.fsync(log.fileno())
@@ -186,12 +214,9 @@ def _open_partial(partial: Path, plan: dict, labels: np.ndarray) -> int:
     return int(np.prod(shape[1:]))
 
 
-def _write_at(fd: int, data: memoryview, offset: int) -> None:
-    """pwrite all of ``data`` at ``offset`` (a single pwrite may write less than asked)."""
-    data = data.cast("B")
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
+def _sync(fd: int) -> None:
+    """Flush a file's data to the disk (fdatasync where there is one: macOS and Windows have only fsync)."""
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def _finished_chunks(log: Path) -> set[int]:
@@ -204,15 +229,19 @@ def _finished_chunks(log: Path) -> set[int]:
     return {int(line) for line in lines if line.isdigit()}
 
 
-def _decoded(jobs: list, workers: int):
-    """Decoded chunks in completion order, from a pool of processes (or this one when workers == 1)."""
+def _decoded(jobs: list, workers: int, lock_fd: int):
+    """Decoded chunks in completion order, from a pool of processes (or this one when workers == 1).
+
+    Forked workers close their copy of the store's lock: a lock held by an open file, which a fork shares,
+    would otherwise outlive a killed parent until the last orphaned worker exits, refusing the rerun."""
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(jobs) <= 1:
         yield from map(_decode_chunk, jobs)
         return
     # fork: the workers need only PIL and numpy, and start at once (spawn would re-import torch in each)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(min(workers, len(jobs))) as pool:
+    closing = (os.close, (lock_fd,)) if method == "fork" else (None, ())  # a spawned worker has no copy
+    with multiprocessing.get_context(method).Pool(min(workers, len(jobs)), *closing) as pool:
         yield from pool.imap_unordered(_decode_chunk, jobs)
 
 
@@ -243,17 +272,25 @@ def open_split(split_dir: Path, resolution: int, name: str) -> ImageDataset:
     manifest = read_manifest(split_dir)
     if manifest is None:
         raise DataError(f"{split_dir} is not a finished store split (no manifest.json)")
-    count, side, classes = int(manifest["count"]), int(manifest["resolution"]), manifest["classes"]
+    try:
+        count, side, channels = (int(manifest[k]) for k in ("count", "resolution", "channels"))
+        classes, identity = [str(c) for c in manifest["classes"]], str(manifest["identity"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"store manifest {split_dir / 'manifest.json'} is damaged ({type(err).__name__}: {err})") \
+            from None
     if side != resolution:
         raise DataError(f"store {split_dir} holds {side} px images, data.resolution is {resolution}")
-    path, shape = split_dir / "images.u8", (count, int(manifest["channels"]), side, side)
+    path, shape = split_dir / "images.u8", (count, channels, side, side)
     size = path.stat().st_size if path.is_file() else -1
     if size != int(np.prod(shape)):
         raise DataError(f"store file {path} has {size} bytes, its manifest says {int(np.prod(shape))}")
-    labels = np.load(split_dir / "labels.npy", allow_pickle=False)
-    if labels.shape != (count,) or labels.dtype != np.int64:
-        raise DataError(f"store file {split_dir / 'labels.npy'} is not int64 [{count}]")
+    try:
+        labels = np.load(split_dir / "labels.npy", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"store file {split_dir / 'labels.npy'} is unreadable: {' '.join(str(err).split())}") from None
+    if labels.shape != (count,) or labels.dtype != np.int64 or (count and not 0 <= labels.min() <= labels.max()
+                                                                   < len(classes)):
+        raise DataError(f"store file {split_dir / 'labels.npy'} is not int64 [{count}] in [0, {len(classes)})")
     # shared=False maps the file privately: nothing a process writes reaches the store
     images = torch.from_file(str(path), shared=False, size=int(np.prod(shape)), dtype=torch.uint8).view(shape)
-    return ImageDataset(images, torch.from_numpy(labels), len(classes), name, manifest["identity"],
-                        tuple(classes), mapped=True)
+    return ImageDataset(images, torch.from_numpy(labels), len(classes), name, identity, tuple(classes), mapped=True)

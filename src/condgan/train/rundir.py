@@ -6,37 +6,17 @@ cleaning: the file stays, only the lock matters. The file holds the owner's pid 
 """
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
 from ..config import ConfigError
+from ..files import try_lock
 
 LOCK_NAME = ".lock"
 
 
 class RunDirError(ConfigError):
     """The run directory cannot be used (another process owns it, or --out names a file)."""
-
-
-def _try_lock(fd: int) -> bool:
-    """Take an exclusive, non-blocking lock on the open file ``fd``; False when another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return False
-        raise
 
 
 class RunDirLock:
@@ -57,7 +37,7 @@ class RunDirLock:
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             self._fd = os.open(path, flags, 0o666)
-            locked = _try_lock(self._fd)
+            locked = try_lock(self._fd)
             if locked:
                 os.ftruncate(self._fd, 0)
                 os.write(self._fd, f"{os.getpid()}\n".encode())
