@@ -66,15 +66,27 @@ def test_each_rank_of_every_tier_gets_its_share_of_the_global_batch():
             assert torch.equal(torch.cat([p[step][1] for p in parts]), y)
 
 
-def test_stream_reads_ahead_and_reports_its_wait():
-    dataset = small_dataset()
+def test_stream_reads_ahead_across_epochs_without_drawing_from_the_order(monkeypatch):
+    dataset = small_dataset()  # 103 images, batch 12: 8 batches an epoch
     feed = StreamFeed(dataset, torch.device("cpu"), batch_size=12, workers=2, prefetch=3)
     sampler = BatchSampler(dataset, 12, seed=3, feed=feed)
     sampler.next()
-    assert sorted(feed.pending) == [12, 24, 36]  # the next three batches of the epoch are being read
-    for _ in range(7):
+    assert sorted(feed.pending) == [(0, 12), (0, 24), (0, 36)]  # the next three batches are being read
+    state = sampler.generator.get_state()
+    for _ in range(6):
         sampler.next()
-    assert all(start + 12 <= 103 for start in feed.pending)  # never past the epoch's last full batch
+    assert sorted(feed.pending) == [(0, 84), (1, 0), (1, 12)]  # on into the next epoch's order ...
+    assert torch.equal(sampler.generator.get_state(), state)  # ... computed without drawing it
+    epoch0 = sampler.perm
+    epoch1 = torch.randperm(103, generator=torch.Generator().set_state(state))
+    reads = []
+    monkeypatch.setattr(feed, "gather", lambda perm, start, rows: reads.append(
+        (0 if torch.equal(perm, epoch0) else 1, start)) or StreamFeed.gather(feed, perm, start, rows))
+    x, _ = sampler.next()  # the last batch of epoch 0, then epoch 1's first: both were read ahead
+    y, _ = sampler.next()
+    assert sampler.epoch == 1 and torch.equal(sampler.perm, epoch1)
+    assert torch.equal(x, dataset.images[epoch0[84:96]]) and torch.equal(y, dataset.images[epoch1[:12]])
+    assert sorted(reads) == [(1, 24), (1, 36)]  # only new batches were read: nothing twice
     assert feed.wait_s >= 0.0
     sampler.close()
 

@@ -59,7 +59,13 @@ class BatchSampler:
 
     def _new_permutation(self) -> None:
         self.perm = torch.randperm(len(self.dataset), generator=self.generator)
-        self.feed.start_epoch(self.perm)
+        self.feed.start_epoch(self.perm, self._next_permutation)
+
+    def _next_permutation(self) -> torch.Tensor:
+        """The permutation the next epoch will draw, computed from a copy of the generator (nothing drawn)."""
+        ahead = torch.Generator()
+        ahead.set_state(self.generator.get_state())
+        return torch.randperm(len(self.dataset), generator=ahead)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the next global batch: uint8 images [b, C, H, W] and int64 labels [b] on the
@@ -102,4 +108,4 @@ class BatchSampler:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self.perm = perm.cpu().clone()
-        self.feed.start_epoch(self.perm)
+        self.feed.start_epoch(self.perm, self._next_permutation)

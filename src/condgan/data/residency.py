@@ -1,8 +1,8 @@
 """Where the training images live while a run reads them: ``data.residency``.
 
 - ``device``: the whole uint8 set on the training device; a batch is one on-device gather (CIFAR-scale).
-- ``host``: the whole set in (pinned) host RAM; background threads gather the next batches of the epoch
-  while the device trains on the current one, and each is copied non-blocking.
+- ``host``: the whole set in (pinned) host RAM; background threads gather the next batches (across epoch
+  boundaries too) while the device trains on the current one, and each is copied non-blocking.
 - ``stream``: the same, but the set stays in its memory-mapped store (ImageNet at 128 px: 63 GB): only the
   batches in flight are in RAM.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
 
 import torch
 
@@ -70,8 +71,8 @@ class DeviceFeed:
         self.labels = dataset.labels.to(device)
         self.wait_s = 0.0  # time the caller spent blocked on data (stream only)
 
-    def start_epoch(self, perm: torch.Tensor) -> None:
-        """perm: int64 [N] on the CPU, the epoch's order."""
+    def start_epoch(self, perm: torch.Tensor, next_perm: Callable[[], torch.Tensor] | None = None) -> None:
+        """perm: int64 [N] on the CPU, the epoch's order (next_perm: for feeds that read ahead)."""
         self.perm = perm.to(self.device)
 
     def fetch(self, start: int, stop: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,29 +105,49 @@ class HostFeed(DeviceFeed):
         self.wait_s = 0.0
         self.batch_size, self.prefetch = batch_size, prefetch
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"condgan-{self.tier}")
-        self.pending: dict[int, Future] = {}
+        self.pending: dict[tuple[int, int], Future] = {}  # (0: this epoch | 1: the next, start) -> images
+        self.upcoming: torch.Tensor | None = None  # the next epoch's order, once reading ahead reached it
 
-    def start_epoch(self, perm: torch.Tensor) -> None:
+    def start_epoch(self, perm: torch.Tensor, next_perm: Callable[[], torch.Tensor] | None = None) -> None:
+        """perm: the epoch's order; next_perm: computes the next epoch's (without drawing it), so the reading
+        ahead goes on across the epoch boundary. Batches already read for this epoch are kept."""
+        carried = {}
+        if self.upcoming is not None and torch.equal(perm, self.upcoming):
+            carried = {start: future for (ahead, start), future in self.pending.items() if ahead == 1}
+            self.pending = {key: future for key, future in self.pending.items() if key[0] == 0}
         self._drop_pending()
+        self.pending = {(0, start): future for start, future in carried.items()}
         self.perm_host, self.perm = perm, perm.to(self.device)
+        self.next_perm, self.upcoming = next_perm, None
 
-    def gather(self, start: int, stop: int, rows: slice) -> torch.Tensor:
-        """uint8 [b, C, H, W] on the CPU (pinned for a GPU): the images of ``rows`` of perm[start:stop]."""
-        return gather_rows(self.images, self.perm_host[start:stop][rows], self.pin)
+    def gather(self, perm: torch.Tensor, start: int, rows: slice) -> torch.Tensor:
+        """uint8 [b, C, H, W] on the CPU (pinned for a GPU): the images of ``rows`` of perm[start:start + B]."""
+        return gather_rows(self.images, perm[start:start + self.batch_size][rows], self.pin)
 
     def fetch(self, start: int, stop: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        future = self.pending.pop(start, None)
-        # read ahead: the next batches of this epoch (the sampler always moves by batch_size)
-        for ahead in range(start + self.batch_size, start + (self.prefetch + 1) * self.batch_size, self.batch_size):
-            if ahead + self.batch_size <= self.perm_host.numel() and ahead not in self.pending:
-                self.pending[ahead] = self.pool.submit(self.gather, ahead, ahead + self.batch_size, rows)
+        future = self.pending.pop((0, start), None)
+        self._read_ahead(start, rows)
         t0 = time.perf_counter()
-        images = future.result() if future is not None else self.gather(start, stop, rows)
+        images = future.result() if future is not None else self.gather(self.perm_host, start, rows)
         self.wait_s += time.perf_counter() - t0
         # Pinned buffers come from torch's caching host allocator, which does not reuse a buffer before
         # its asynchronous copy has finished, so a fresh buffer per batch is safe with non_blocking.
         images = images.to(self.device, non_blocking=True)
         return images, self.labels.index_select(0, self.perm[start:stop][rows])
+
+    def _read_ahead(self, start: int, rows: slice) -> None:
+        """Start reading the ``prefetch`` batches after the one at ``start``, into the next epoch if need be
+        (the sampler moves by batch_size and starts a new epoch when a whole batch no longer fits)."""
+        per_epoch = self.perm_host.numel() // self.batch_size
+        for batch in range(start // self.batch_size + 1, start // self.batch_size + 1 + self.prefetch):
+            ahead, index = divmod(batch, per_epoch)
+            key = (ahead, index * self.batch_size)
+            if ahead > 1 or key in self.pending or (ahead == 1 and self.next_perm is None):
+                continue
+            if ahead == 1 and self.upcoming is None:
+                self.upcoming = self.next_perm()
+            perm = self.perm_host if ahead == 0 else self.upcoming
+            self.pending[key] = self.pool.submit(self.gather, perm, key[1], rows)
 
     def _drop_pending(self) -> None:
         for future in self.pending.values():
