@@ -34,22 +34,23 @@ def list_images(class_dir: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def read_image(path: Path, resolution: int) -> np.ndarray:
-    """One image file -> uint8 [R, R, 3]: RGB, centre-cropped to a square, bicubic-resized."""
+def read_image(path: Path, resolution: int, resample: int = Image.Resampling.BICUBIC) -> np.ndarray:
+    """One image file -> uint8 [R, R, 3]: RGB, centre-cropped to its short side, resized with ``resample`` (a PIL
+    filter; not at all when the crop already has side R)."""
     try:
         with Image.open(path) as img:
-            img = to_rgb(img)  # also forces the full decode, so truncated files fail here
+            img = _to_rgb(img)  # also forces the full decode, so truncated files fail here
             side = min(img.size)
             left, top = (img.width - side) // 2, (img.height - side) // 2
             img = img.crop((left, top, left + side, top + side))
             if side != resolution:
-                img = img.resize((resolution, resolution), Image.Resampling.BICUBIC)
+                img = img.resize((resolution, resolution), resample)
             return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB. 16-bit images are scaled to 8 bits (Pillow's convert would clip every value above 255)."""
     if img.mode.startswith("I;16") or (img.mode == "I" and np.asarray(img).max(initial=0) > 255):
         wide = np.asarray(img).astype(np.int64).clip(0, 65535)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from condgan.data.base import DataError, ImageDataset
 from condgan.data.download import cache_dir
-from condgan.data.folder import to_rgb
+from condgan.data.folder import read_image
 from condgan.data.readers import SourceSplit
 from condgan.files import try_lock, write_text_atomic
 
@@ -72,26 +72,11 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"cannot read class list {path}: {err.strerror or err}") from None
 
 
-def decode_image(path: Path, resolution: int, resizer: str) -> np.ndarray:
-    """One image file -> uint8 [3, R, R]: RGB, centre-cropped to its short side, resized with ``resizer``
-    (not at all when the crop already has side R)."""
-    try:
-        with Image.open(path) as img:
-            img = to_rgb(img)  # forces the full decode: a truncated file fails here, naming itself
-            side = min(img.size)
-            left, top = (img.width - side) // 2, (img.height - side) // 2
-            img = img.crop((left, top, left + side, top + side))
-            if side != resolution:
-                img = img.resize((resolution, resolution), RESIZERS[resizer])
-            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
-
-
 def _decode_chunk(job: tuple[int, list[Path], int, str]) -> tuple[int, np.ndarray]:
     """Worker: (chunk index, files, R, resizer) -> (chunk index, uint8 [n, 3, R, R])."""
     index, files, resolution, resizer = job
-    return index, np.stack([decode_image(f, resolution, resizer) for f in files])
+    images = np.stack([read_image(f, resolution, RESIZERS[resizer]) for f in files])  # [n, R, R, 3]
+    return index, np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
 def source_hash(source: SourceSplit, root: Path) -> str:
