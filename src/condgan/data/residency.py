@@ -24,7 +24,7 @@ from condgan.data.base import DataError, ImageDataset
 RESIDENCIES = ("auto", "device", "host", "stream")
 DEVICE_SHARE = 0.25  # auto: the set goes on the device if it takes at most this share of its free memory
 HOST_SHARE = 0.5  # ... else in host RAM if at most this share of this process's part of the available RAM
-PREFETCH = 4  # stream: batches read ahead
+PREFETCH = 4  # host and stream: batches read ahead
 
 
 def choose_residency(dataset: ImageDataset, device: torch.device, processes_per_host: int = 1) -> str:
@@ -86,8 +86,8 @@ class DeviceFeed:
 
 class HostFeed(DeviceFeed):
     """Images in host RAM (pinned when the device is a GPU, so copies are asynchronous), gathered by
-    ``workers`` background threads ``prefetch`` batches ahead within the epoch, so the training loop only
-    waits when the gathering falls behind."""
+    ``workers`` background threads ``prefetch`` batches ahead (into the next epoch too), so the training loop
+    only waits when the gathering falls behind."""
 
     tier = "host"
 
@@ -110,7 +110,8 @@ class HostFeed(DeviceFeed):
 
     def start_epoch(self, perm: torch.Tensor, next_perm: Callable[[], torch.Tensor] | None = None) -> None:
         """perm: the epoch's order; next_perm: computes the next epoch's (without drawing it), so the reading
-        ahead goes on across the epoch boundary. Batches already read for this epoch are kept."""
+        ahead goes on across the epoch boundary. Batches read ahead for this epoch are kept, if ``perm`` is the
+        order they were read from (after a resume it may not be: then everything is read anew)."""
         carried = {}
         if self.upcoming is not None and torch.equal(perm, self.upcoming):
             carried = {start: future for (ahead, start), future in self.pending.items() if ahead == 1}
