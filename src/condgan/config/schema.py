@@ -86,6 +86,9 @@ class LossConfig:
     m_p: float = 0.98  # D2D-CE positive margin
     m_n: float | None = None  # D2D-CE negative margin; None = 1 - m_p
     reference_form: bool = True  # D2D-CE as in the reference code (see losses.conditional)
+    # D2D-CE's ablations (ReACGAN Table 6, losses.conditional.normalized_ce; need reference_form false):
+    data_to_data: bool = True  # negatives: the batch's samples of other classes; false: the other classes' proxies
+    margins: bool = True  # easy positive / negative suppression with m_p and m_n
 
 
 @dataclass

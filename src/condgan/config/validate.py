@@ -50,6 +50,7 @@ def validate(cfg: Config) -> None:
     _validate_aug(cfg)
     _validate_grid(cfg)
     _validate_loss(cfg)
+    _validate_ablation(cfg)
     _validate_strategy(cfg)
     problem = model_problem(cfg.model, cfg.data.resolution)
     if problem:
@@ -86,6 +87,17 @@ def _validate_loss(cfg: Config) -> None:
     if not (0.0 < reg.topk_gamma <= 1.0 and 0.0 < reg.topk_nu <= 1.0):
         raise ConfigError(f"config keys 'reg.topk_gamma' and 'reg.topk_nu' must be in (0, 1]; "
                           f"got {reg.topk_gamma}, {reg.topk_nu}")
+
+
+def _validate_ablation(cfg: Config) -> None:
+    """D2D-CE's Table 6 switches: only on d2d_ce, and in the paper's form (the reference code has none)."""
+    loss = cfg.loss
+    changed = [f"loss.{key}=false" for key in ("data_to_data", "margins") if not getattr(loss, key)]
+    if changed and loss.cond != "d2d_ce":
+        raise ConfigError(f"config key {changed[0]!r} ablates D2D-CE and needs loss.cond d2d_ce; got {loss.cond!r}")
+    if changed and loss.reference_form:
+        raise ConfigError(f"config key {changed[0]!r}: the ablations exist in the paper's form only; set "
+                          f"loss.reference_form=false")
 
 
 def _validate_grid(cfg: Config) -> None:

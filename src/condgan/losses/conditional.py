@@ -15,6 +15,14 @@ The margins make well-classified pairs free: pos_i >= m_p and s_ij <= m_n contri
 reports: every negative term is multiplied by e^{-M_i}, M_i = max_{j != i} (s_ij - m_n) / T over
 *all* j != i (before the ReLU), as a detached constant. The positive term is not scaled, so this is
 not a mere log-sum-exp shift: values and gradients differ from the paper form.
+
+ReACGAN's Table 6 ablates D2D-CE along two switches, one family (``normalized_ce``):
+    L_i = -P_i + log( e^{P_i} + sum_{n in N(i)} e^{Q_in} )
+negatives N(i): the proxies of the other classes (data-to-class, Eq. 3) or the batch's samples of other
+classes (data-to-data, Eq. 5); margins off: P_i = pos_i / T, Q_in = s_in / T; on ("suppression", Eq. 6):
+P_i = min(pos_i - m_p, 0) / T, Q_in = max(s_in - m_n, 0) / T. Data-to-class without margins is the feature-
+normalised softmax cross-entropy ("+ Normalization"), data-to-data without margins "+ Data-to-data", with
+margins D2D-CE ("+ Suppression"), data-to-class with margins "- Data-to-data".
 """
 from __future__ import annotations
 
@@ -82,6 +90,43 @@ def d2d_ce(
         m_n = 1.0 - m_p
     pos, sim = _similarities(embed, proxy)
     return _d2d_ce_from_similarities(pos, sim, labels, temperature, m_p, m_n, reference_form).mean()
+
+
+def normalized_ce(
+    embed: torch.Tensor,
+    proxies: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.5,
+    data_to_data: bool = True,
+    margins: bool = True,
+    m_p: float = 0.98,
+    m_n: float | None = None,
+) -> torch.Tensor:
+    """The normalised cross-entropy family of ReACGAN's Table 6 (module docstring), mean over the batch.
+
+    embed: [N, d] unnormalised embeddings; proxies: [K, d] the whole unnormalised proxy table; labels: [N]
+    int64 in [0, K). ``data_to_data``: negatives are the batch's samples of other classes, else the other
+    classes' proxies; ``margins``: easy positive and negative suppression with m_p and m_n (default 1 - m_p).
+    With both on it equals ``d2d_ce`` (paper form). Half precision is computed in float32. Returns a scalar.
+    """
+    if m_n is None:
+        m_n = 1.0 - m_p
+    if embed.dtype in (torch.float16, torch.bfloat16):
+        embed, proxies = embed.float(), proxies.float()
+    with _no_autocast(embed.device.type):
+        f = F.normalize(embed, dim=1)
+        v = F.normalize(proxies.to(embed.dtype), dim=1)
+        pos = (f * v[labels]).sum(dim=1)                                          # [N]
+        if data_to_data:
+            sim, is_neg = f @ f.t(), labels[:, None] != labels[None, :]           # [N, N]
+        else:
+            sim = f @ v.t()                                                       # [N, K]
+            is_neg = torch.ones_like(sim, dtype=torch.bool).scatter(1, labels[:, None], False)
+        p = (pos - m_p).clamp(max=0) if margins else pos
+        q = (sim - m_n).clamp(min=0) if margins else sim
+        q = (q / temperature).masked_fill(~is_neg, float("-inf"))
+        p = p / temperature
+        return (torch.logsumexp(torch.cat([p[:, None], q], dim=1), dim=1) - p).mean()
 
 
 def contrastive_2c(embed: torch.Tensor, proxy: torch.Tensor, labels: torch.Tensor,

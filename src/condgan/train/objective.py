@@ -1,7 +1,8 @@
 """The training objective: adversarial loss + weighted conditional terms on D's head outputs.
 
 Conditioning methods (``loss.cond``), lambda = ``loss.cond_weight``; L is CE (ac), contrastive_2c (2c) or
-d2d_ce (d2d_ce) of the embeddings and the proxies of the given labels:
+d2d_ce (d2d_ce; its Table 6 ablations with ``loss.data_to_data`` / ``loss.margins`` off: normalized_ce) of the
+embeddings and the proxies of the given labels:
 
     none, pd   no separate term (PD lives in D's adversarial logit)
     ac/2c/d2d_ce  D: + lambda L(real, y_r) [+ lambda L(fake, y_f) with loss.ac_fake_in_d]   G: + lambda L(fake, y_f)
@@ -25,7 +26,7 @@ from typing import Callable
 import torch
 
 from ..config import LossConfig
-from ..losses import ADVERSARIAL, ac_ce, contrastive_2c, d2d_ce, kl_to_uniform, multi_hinge
+from ..losses import ADVERSARIAL, ac_ce, contrastive_2c, d2d_ce, kl_to_uniform, multi_hinge, normalized_ce
 from ..nets.heads import DOutput
 
 Terms = dict[str, tuple[torch.Tensor, float]]  # name -> (unweighted value, weight)
@@ -52,6 +53,9 @@ class Objective:
         # Negatives are decided by the labels passed (2y / 2y+1 under ADC), as in the reference.
         if c.cond == "2c":
             return contrastive_2c(embed, table[labels], labels, temperature=c.temperature)
+        if not (c.data_to_data and c.margins):  # a Table 6 ablation of D2D-CE
+            return normalized_ce(embed, table, labels, temperature=c.temperature, data_to_data=c.data_to_data,
+                                 margins=c.margins, m_p=c.m_p, m_n=c.m_n)
         return d2d_ce(embed, table[labels], labels, temperature=c.temperature, m_p=c.m_p, m_n=c.m_n,
                       reference_form=c.reference_form)
 

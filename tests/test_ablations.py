@@ -1,0 +1,99 @@
+"""ReACGAN Table 6's ablations of D2D-CE (losses.conditional.normalized_ce) against a float64 numpy reference
+written from the paper's equations, the properties the paper states, and the config switches that select them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_cfg
+from test_losses import central_diff, t64
+from condgan.config import ConfigError
+from condgan.losses import d2d_ce, normalized_ce
+from condgan.train.trainer import Trainer
+
+# (data_to_data, margins) -> the row of Table 6
+ROWS = {(False, False): "+ Normalization (Eq. 3)", (True, False): "+ Data-to-data (Eq. 5)",
+        (True, True): "+ Suppression (Eq. 6, D2D-CE)", (False, True): "- Data-to-data"}
+
+
+def ref_family(embed, table, labels, temperature, data_to_data, margins, m_p, m_n) -> float:
+    """Mean over i of -log[e^{P_i} / (e^{P_i} + sum_{n in N(i)} e^{Q_in})], loops over the paper's indices."""
+    f = embed / np.linalg.norm(embed, axis=1, keepdims=True)
+    v = table / np.linalg.norm(table, axis=1, keepdims=True)
+    total = 0.0
+    for i, y in enumerate(labels):
+        pos = float(f[i] @ v[y])
+        p = (min(pos - m_p, 0.0) if margins else pos) / temperature
+        if data_to_data:
+            negatives = [float(f[i] @ f[j]) for j in range(len(labels)) if labels[j] != y]
+        else:
+            negatives = [float(f[i] @ v[c]) for c in range(len(v)) if c != y]
+        q = [(max(s - m_n, 0.0) if margins else s) / temperature for s in negatives]
+        total += -math.log(math.exp(p) / (math.exp(p) + sum(math.exp(x) for x in q)))
+    return total / len(labels)
+
+
+def inputs(seed: int, n: int = 9, d: int = 6, k: int = 4):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, size=n)
+    table = rng.normal(size=(k, d))
+    embed = table[labels] + rng.choice([0.1, 0.6, 2.0], size=(n, 1)) * rng.normal(size=(n, d))
+    return embed, table, labels
+
+
+@pytest.mark.parametrize("switches", list(ROWS), ids=list(ROWS.values()))
+@pytest.mark.parametrize("seed,temperature,m_p,m_n", [(0, 0.5, 0.98, 0.02), (1, 0.25, 0.6, 0.1), (2, 1.0, 0.9, -0.2)])
+def test_each_ablation_matches_the_numpy_reference_in_value_and_gradient(switches, seed, temperature, m_p, m_n):
+    embed, table, labels = inputs(seed)
+    args = (temperature, *switches, m_p, m_n)
+    e, t = t64(embed, grad=True), t64(table, grad=True)
+    loss = normalized_ce(e, t, torch.from_numpy(labels), *args)
+    assert loss.item() == pytest.approx(ref_family(embed, table, labels, *args), rel=1e-12, abs=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(e.grad.numpy(), central_diff(lambda x: ref_family(x, table, labels, *args), embed),
+                               atol=1e-6)
+    np.testing.assert_allclose(t.grad.numpy(), central_diff(lambda x: ref_family(embed, x, labels, *args), table),
+                               atol=1e-6)
+
+
+def test_the_family_contains_d2d_ce_and_the_normalised_softmax_cross_entropy():
+    embed, table, labels = inputs(3)
+    e, t, y = t64(embed), t64(table), torch.from_numpy(labels)
+    assert normalized_ce(e, t, y, 0.5, True, True, 0.9, 0.1).item() == pytest.approx(
+        d2d_ce(e, t[y], y, 0.5, 0.9, 0.1, reference_form=False).item(), rel=1e-12)
+    cosines = (embed / np.linalg.norm(embed, axis=1, keepdims=True)) @ (
+        table / np.linalg.norm(table, axis=1, keepdims=True)).T / 0.5
+    log_softmax = cosines - np.log(np.exp(cosines).sum(1, keepdims=True))  # Eq. 3 over every class
+    assert normalized_ce(e, t, y, 0.5, False, False).item() == pytest.approx(
+        -log_softmax[np.arange(len(labels)), labels].mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("data_to_data", [False, True])
+def test_margins_suppress_easy_positives_and_negatives(data_to_data):
+    # Every embedding on its proxy (pos = 1 >= m_p) and every negative orthogonal (s = 0 <= m_n): no gradient;
+    # without margins the same inputs still pull and push.
+    table = torch.eye(4, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    for margins, moved in ((True, False), (False, True)):
+        embed = table[labels].clone().requires_grad_(True)
+        normalized_ce(embed, table, labels, 0.5, data_to_data, margins, m_p=0.9, m_n=0.05).backward()
+        assert (embed.grad.abs().max().item() > 1e-6) == moved
+
+
+def test_switches_need_d2d_ce_in_the_paper_form():
+    with pytest.raises(ConfigError, match="'loss.margins=false' ablates D2D-CE and needs loss.cond d2d_ce"):
+        tiny_cfg("loss.cond=ac", "loss.margins=false")
+    with pytest.raises(ConfigError, match="exist in the paper's form only; set loss.reference_form=false"):
+        tiny_cfg("loss.data_to_data=false")
+
+
+@pytest.mark.parametrize("switches", [(False, False), (True, False), (False, True)], ids=lambda s: str(s))
+def test_each_ablation_trains(tmp_path, switches):
+    sets = [f"loss.data_to_data={switches[0]}", f"loss.margins={switches[1]}", "loss.reference_form=false"]
+    trainer = Trainer(tiny_cfg("train.steps=2", *sets), tmp_path, progress=False)
+    trainer.train()
+    trainer.close()
+    assert trainer.step == 2
