@@ -97,3 +97,84 @@ def test_each_ablation_trains(tmp_path, switches):
     trainer.train()
     trainer.close()
     assert trainer.step == 2
+
+
+# ---------------------------------------------------------------------------- Table A4: dropped negatives
+def ref_d2d_ce_kept(embed, proxy, labels, keep, temperature, m_p, m_n, reference_form) -> float:
+    """D2D-CE (Eq. 6) with negative pair (i, j) in i's denominator only where keep[i, j]; the reference form's
+    M_i = max over every j != i of (s_ij - m_n) / T, dropped or not."""
+    f = embed / np.linalg.norm(embed, axis=1, keepdims=True)
+    v = proxy / np.linalg.norm(proxy, axis=1, keepdims=True)
+    n, total = len(labels), 0.0
+    for i in range(n):
+        m_i = max((float(f[i] @ f[j]) - m_n) / temperature for j in range(n) if j != i) if reference_form else 0.0
+        p = math.exp(min(float(f[i] @ v[i]) - m_p, 0.0) / temperature)
+        q = sum(math.exp(max(float(f[i] @ f[j]) - m_n, 0.0) / temperature - m_i)
+                for j in range(n) if labels[j] != labels[i] and keep[i, j])
+        total += -math.log(p / (p + q))
+    return total / n
+
+
+@pytest.mark.parametrize("reference_form", [False, True])
+def test_dropped_negatives_match_the_numpy_reference(reference_form):
+    embed, table, labels = inputs(4, n=10)
+    proxy = table[labels]
+    keep = np.random.default_rng(5).random((10, 10)) >= 0.4
+    e, p = t64(embed, grad=True), t64(proxy, grad=True)
+    args = (0.5, 0.9, 0.1, reference_form)
+    loss = d2d_ce(e, p, torch.from_numpy(labels), *args, keep=torch.from_numpy(keep))
+    assert loss.item() == pytest.approx(ref_d2d_ce_kept(embed, proxy, labels, keep, *args), rel=1e-12)
+    assert loss.item() != pytest.approx(ref_d2d_ce_kept(embed, proxy, labels, keep | True, *args), rel=1e-3)
+    loss.backward()
+    if not reference_form:  # (the reference form's M_i is a detached constant: not a function to difference)
+        ref = lambda x: ref_d2d_ce_kept(x, proxy, labels, keep, *args)  # noqa: E731
+        np.testing.assert_allclose(e.grad.numpy(), central_diff(ref, embed), atol=1e-6)
+
+
+def test_neg_drop_drops_its_share_of_the_global_batch_pairs_from_a_seeded_stream(monkeypatch):
+    from condgan.config import build_config
+    from condgan.presets import load_preset
+    from condgan.train import objective as objective_module
+    from condgan.train.objective import Objective
+
+    masks = []
+    monkeypatch.setattr(objective_module, "d2d_ce", lambda *a, keep=None, **k: masks.append(keep) or torch.zeros(()))
+    cfg = build_config(load_preset("mnist5k-reacgan"), ["loss.neg_drop=0.3"]).loss
+    out = type("Out", (), {"embed": torch.randn(400, 4), "proxies": torch.randn(10, 4)})()
+    labels = torch.arange(400) % 10
+    for seed in (7, 7, 8):
+        Objective(cfg, 10, drop_stream=torch.Generator().manual_seed(seed)).class_loss(out, labels)
+    dropped = 1 - masks[0].double().mean().item()
+    assert masks[0].shape == (400, 400) and abs(dropped - 0.3) < 0.005  # 160,000 draws: 4 sigma is 0.0046
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
+    # A rank sees the global batch through its gather (here: 2 ranks' rows): its mask is the global one.
+    half = type("Out", (), {"embed": torch.randn(200, 4), "proxies": torch.randn(10, 4)})()
+    Objective(cfg, 10, gather=lambda x: torch.cat([x, x]), drop_stream=torch.Generator().manual_seed(7)).class_loss(
+        half, labels[:200])
+    assert torch.equal(masks[-1], masks[0])
+
+
+def test_neg_drop_resumes_bitwise(tmp_path):
+    sets = ["loss.neg_drop=0.5", "train.steps=4", "train.ckpt_every=2"]
+    straight = Trainer(tiny_cfg(*sets), tmp_path / "straight", progress=False)
+    straight.train()
+    first = Trainer(tiny_cfg(*sets), tmp_path / "resumed", progress=False)
+    first.train(until=2)
+    first.close()
+    second = Trainer(tiny_cfg(*sets), tmp_path / "resumed", progress=False)
+    second.train()
+    a, b = straight.run.ema.shadow.state_dict(), second.run.ema.shadow.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = Trainer(tiny_cfg("train.steps=4"), tmp_path / "plain", progress=False)
+    plain.train()
+    c = plain.run.ema.shadow.state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the drops changed training
+    for t in (straight, second, plain):
+        t.close()
+
+
+def test_neg_drop_needs_d2d_ce_and_a_probability():
+    with pytest.raises(ConfigError, match="'loss.neg_drop' must be in \\[0, 1\\) and needs loss.cond d2d_ce"):
+        tiny_cfg("loss.neg_drop=1.0")
+    with pytest.raises(ConfigError, match="got 0.2 with cond='2c'"):
+        tiny_cfg("loss.neg_drop=0.2", "loss.cond=2c")

@@ -89,6 +89,7 @@ class LossConfig:
     # D2D-CE's ablations (ReACGAN Table 6, losses.conditional.normalized_ce; need reference_form false):
     data_to_data: bool = True  # negatives: the batch's samples of other classes; false: the other classes' proxies
     margins: bool = True  # easy positive / negative suppression with m_p and m_n
+    neg_drop: float = 0.0  # D2D-CE: each negative pair leaves the denominator with this probability (Table A4)
 
 
 @dataclass

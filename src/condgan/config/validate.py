@@ -98,6 +98,10 @@ def _validate_ablation(cfg: Config) -> None:
     if changed and loss.reference_form:
         raise ConfigError(f"config key {changed[0]!r}: the ablations exist in the paper's form only; set "
                           f"loss.reference_form=false")
+    if not 0.0 <= loss.neg_drop < 1.0 or (loss.neg_drop and (loss.cond != "d2d_ce" or changed)):
+        raise ConfigError(f"config key 'loss.neg_drop' must be in [0, 1) and needs loss.cond d2d_ce with its "
+                          f"data-to-data negatives and margins; got {loss.neg_drop} with cond={loss.cond!r}"
+                          + (f", {', '.join(changed)}" if changed else ""))
 
 
 def _validate_grid(cfg: Config) -> None:

@@ -45,8 +45,10 @@ def _d2d_ce_from_similarities(
     m_p: float,
     m_n: float,
     reference_form: bool,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample D2D-CE from similarities: pos [N], sim [N, N] (diagonal ignored), labels [N] -> [N].
+    """Per-sample D2D-CE from similarities: pos [N], sim [N, N] (diagonal ignored), labels [N] -> [N];
+    keep: bool [N, N], the negative pairs left in the denominators (None: all).
 
     Pure function of the similarities, so the margin properties can be tested by differentiating
     w.r.t. pos and sim directly.
@@ -54,6 +56,8 @@ def _d2d_ce_from_similarities(
     n = sim.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=sim.device)
     is_neg = labels[:, None] != labels[None, :]          # [N, N]; the diagonal is never a negative
+    if keep is not None:
+        is_neg = is_neg & keep
     a = F.relu((m_p - pos) / temperature)                # [N] positive-attraction term
     z = (sim - m_n) / temperature                         # [N, N]
     neg_terms = F.relu(z)
@@ -78,18 +82,21 @@ def d2d_ce(
     m_p: float = 0.98,
     m_n: float | None = None,
     reference_form: bool = False,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Data-to-Data Cross-Entropy loss (ReACGAN), mean over the batch.
 
     embed: [N, d] unnormalised sample embeddings; proxy: [N, d] unnormalised proxy of each sample's
-    class (already gathered by label); labels: [N] int64. m_n defaults to 1 - m_p. Half-precision
-    inputs are computed in float32 (exp/log of similarities / T loses too much in 8 mantissa bits);
-    the result has the compute dtype. Returns a scalar.
+    class (already gathered by label); labels: [N] int64. m_n defaults to 1 - m_p. keep: optional bool
+    [N, N]; a negative pair (i, j) with keep[i, j] false leaves i's denominator (Table A4's dropped
+    negatives; the reference form's constant M_i still spans every j != i). Half-precision inputs are
+    computed in float32 (exp/log of similarities / T loses too much in 8 mantissa bits); the result has
+    the compute dtype. Returns a scalar.
     """
     if m_n is None:
         m_n = 1.0 - m_p
     pos, sim = _similarities(embed, proxy)
-    return _d2d_ce_from_similarities(pos, sim, labels, temperature, m_p, m_n, reference_form).mean()
+    return _d2d_ce_from_similarities(pos, sim, labels, temperature, m_p, m_n, reference_form, keep).mean()
 
 
 def normalized_ce(

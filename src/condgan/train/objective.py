@@ -36,10 +36,14 @@ class Objective:
     """D and G losses for one configuration; pure functions of D's outputs and the labels."""
 
     def __init__(self, cfg: LossConfig, num_classes: int,
-                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 drop_stream: torch.Generator | None = None) -> None:
         self.cfg = cfg
         self.num_classes = num_classes
         self.gather = gather or (lambda x: x)  # rows of every rank, for losses coupling the samples of a batch
+        # loss.neg_drop's masks: drawn over the global batch from a stream seeded alike on every rank, so every
+        # rank drops the same pairs, whatever the number of ranks
+        self.drop_stream = drop_stream or torch.Generator().manual_seed(0)
         if cfg.adv != "mh":
             self.adv = ADVERSARIAL[cfg.adv]
 
@@ -56,8 +60,12 @@ class Objective:
         if not (c.data_to_data and c.margins):  # a Table 6 ablation of D2D-CE
             return normalized_ce(embed, table, labels, temperature=c.temperature, data_to_data=c.data_to_data,
                                  margins=c.margins, m_p=c.m_p, m_n=c.m_n)
+        keep = None
+        if c.neg_drop:
+            n = labels.shape[0]
+            keep = torch.rand(n, n, generator=self.drop_stream, device=self.drop_stream.device) >= c.neg_drop
         return d2d_ce(embed, table[labels], labels, temperature=c.temperature, m_p=c.m_p, m_n=c.m_n,
-                      reference_form=c.reference_form)
+                      reference_form=c.reference_form, keep=None if keep is None else keep.to(embed.device))
 
     def _labels(self, y: torch.Tensor, fake: bool = False) -> torch.Tensor:
         """Class indices of the main classifier: y, or 2y (real) / 2y + 1 (fake) under ADC."""

@@ -18,6 +18,7 @@ from .precision import Precision
 from .regularize import Regularizers
 
 NOISE_SEED_OFFSET = 2  # the latent stream's seed is train.seed + this (the grid's is train.seed + 1)
+DROP_SEED_OFFSET = 3  # loss.neg_drop's mask stream
 
 
 @dataclass
@@ -62,7 +63,8 @@ class StandardStrategy:
         device = sampler.device
         self.precision = precision or Precision(cfg.speed.precision, device)
         # batch-coupled losses span all ranks (all_gather_cat is the identity in one process)
-        self.objective = Objective(cfg.loss, num_classes, all_gather_cat)
+        self.drop_stream = torch.Generator(device).manual_seed(cfg.train.seed + DROP_SEED_OFFSET)
+        self.objective = Objective(cfg.loss, num_classes, all_gather_cat, self.drop_stream)
         self.regularizers = Regularizers(cfg, all_gather_cat)
         self.augmentation = build_augmentation(cfg.aug, device, all_reduce_sum)
         self.d_pass = DiscriminatorPass(models.d_synced, models.d_unsynced, self.precision, self.augmentation,
@@ -173,17 +175,20 @@ class StandardStrategy:
 
     def state_dict(self) -> dict:
         """Run state beyond nets and optimisers: the regularisers' EMAs, the latent stream, the loss scalers,
-        the augmentation's state (ADA's p).
+        the augmentation's state (ADA's p), the stream of loss.neg_drop's masks.
 
         The same on every rank (a collective under torchrun in subclasses: call it on every rank).
         """
         return {"regularizers": self.regularizers.state_dict(), "noise": self.noise.get_state(),
-                "scalers": self.precision.state_dict(), "augmentation": self.augmentation.state_dict()}
+                "scalers": self.precision.state_dict(), "augmentation": self.augmentation.state_dict(),
+                "neg_drop": self.drop_stream.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.regularizers.load_state_dict(state.get("regularizers", {}))
         if "noise" in state:  # absent in checkpoints written before the latent stream had its own generator
             self.noise.set_state(state["noise"].cpu())
+        if "neg_drop" in state:  # absent in checkpoints written before loss.neg_drop
+            self.drop_stream.set_state(state["neg_drop"].cpu())
         self.precision.load_state_dict(state.get("scalers", {}))
         self.augmentation.load_state_dict(state.get("augmentation", {}))
 
