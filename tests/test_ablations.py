@@ -93,9 +93,8 @@ def test_switches_need_d2d_ce_in_the_paper_form():
 @pytest.mark.parametrize("switches", [(False, False), (True, False), (False, True)], ids=lambda s: str(s))
 def test_each_ablation_trains(tmp_path, switches):
     sets = [f"loss.data_to_data={switches[0]}", f"loss.margins={switches[1]}", "loss.reference_form=false"]
-    trainer = Trainer(tiny_cfg("train.steps=2", *sets), tmp_path, progress=False)
-    trainer.train()
-    trainer.close()
+    with Trainer(tiny_cfg("train.steps=2", *sets), tmp_path, progress=False) as trainer:
+        trainer.train()
     assert trainer.step == 2
 
 
@@ -178,3 +177,39 @@ def test_neg_drop_needs_d2d_ce_and_a_probability():
         tiny_cfg("loss.neg_drop=1.0")
     with pytest.raises(ConfigError, match="got 0.2 with cond='2c'"):
         tiny_cfg("loss.neg_drop=0.2", "loss.cond=2c")
+
+
+# ---------------------------------------------------------------------------- Fig. 2's diagnostics
+@pytest.mark.parametrize("cond", ["ac", "d2d_ce", "2c", "pd"])
+def test_target_probability_is_the_classifiers_softmax_at_the_label(cond):
+    from condgan.config import build_config
+    from condgan.nets.heads import DOutput
+    from condgan.presets import load_preset
+    from condgan.train.objective import Objective
+
+    cfg = build_config(load_preset("mnist5k-reacgan"), [f"loss.cond={cond}", "loss.temperature=0.3"]).loss
+    rng = np.random.default_rng(6)
+    logits, embed, table = rng.normal(size=(5, 4)) * 3, rng.normal(size=(5, 8)), rng.normal(size=(4, 8))
+    labels = np.array([0, 3, 1, 1, 2])
+    out = DOutput(adv=torch.zeros(5), features=torch.zeros(5, 2), cls_logits=torch.from_numpy(logits),
+                  embed=torch.from_numpy(embed), proxies=torch.from_numpy(table))
+    got = Objective(cfg, 4).target_probability(out, torch.from_numpy(labels))
+    if cond == "pd":
+        assert got is None
+        return
+    if cond != "ac":
+        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+        logits = unit(embed) @ unit(table).T / 0.3
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert got.item() == pytest.approx(p[np.arange(5), labels].mean(), rel=1e-6)
+
+
+def test_the_diagnostics_are_logged(tmp_path):
+    import json
+
+    for cond, logged in (("ac", True), ("d2d_ce", True), ("pd", False)):
+        with Trainer(tiny_cfg("train.steps=2", f"loss.cond={cond}"), tmp_path / cond, progress=False) as trainer:
+            trainer.train()
+        record = json.loads((tmp_path / cond / "metrics.jsonl").read_text().splitlines()[-1])
+        assert "d_feat_norm" in record and ("d_p_target" in record) == logged
+        assert not logged or 0.0 < record["d_p_target"] < 1.0

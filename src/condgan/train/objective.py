@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..config import LossConfig
 from ..losses import ADVERSARIAL, ac_ce, contrastive_2c, d2d_ce, kl_to_uniform, multi_hinge, normalized_ce
@@ -66,6 +67,21 @@ class Objective:
             keep = torch.rand(n, n, generator=self.drop_stream, device=self.drop_stream.device) >= c.neg_drop
         return d2d_ce(embed, table[labels], labels, temperature=c.temperature, m_p=c.m_p, m_n=c.m_n,
                       reference_form=c.reference_form, keep=None if keep is None else keep.to(embed.device))
+
+    def target_probability(self, out: DOutput, labels: torch.Tensor) -> torch.Tensor | None:
+        """Mean probability the classifier gives the target class (ReACGAN Fig. 2's diagnostic), no graph: the
+        softmax of ``ac``'s logits, or of cos(embedding, proxy_c) / T over every class proxy for ``2c`` and
+        ``d2d_ce``; None for the other methods."""
+        c, labels = self.cfg, self._labels(labels)
+        with torch.no_grad():
+            if c.cond == "ac":
+                logits = out.cls_logits
+            elif c.cond in ("2c", "d2d_ce"):
+                logits = F.normalize(out.embed.float(), dim=1) @ F.normalize(out.proxies.float(), dim=1).t()
+                logits = logits / c.temperature
+            else:
+                return None
+            return logits.float().softmax(dim=1).gather(1, labels[:, None]).mean()
 
     def _labels(self, y: torch.Tensor, fake: bool = False) -> torch.Tensor:
         """Class indices of the main classifier: y, or 2y (real) / 2y + 1 (fake) under ADC."""

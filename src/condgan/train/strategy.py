@@ -49,8 +49,9 @@ class StandardStrategy:
     """n_dis D steps (each on its own real batch and fresh fakes), then one G step.
 
     Every D pass goes through ``self.d_pass`` (augmentation, autocast, DDP sync, float outputs).
-    ``d_feat_norm`` (the mean L2 norm of D's pooled features on reals) is logged with the losses: it is the
-    ReACGAN paper's Fig. 2 diagnostic.
+    ``d_feat_norm`` (the mean L2 norm of D's pooled features on reals) and ``d_p_target`` (the classifier's
+    mean probability of the target class on reals, ac / 2c / d2d_ce) are logged with the losses: they are the
+    ReACGAN paper's Fig. 2 diagnostics.
     """
 
     def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int,
@@ -103,6 +104,9 @@ class StandardStrategy:
                                             real, fake)
         losses = total("d", self.objective.d_terms(real, fake, y_real, y_fake), reg)
         losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
+        p_target = self.objective.target_probability(real, y_real)
+        if p_target is not None:
+            losses["d_p_target"] = p_target
         return losses
 
     def d_update(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
