@@ -211,5 +211,49 @@ def test_the_diagnostics_are_logged(tmp_path):
         with Trainer(tiny_cfg("train.steps=2", f"loss.cond={cond}"), tmp_path / cond, progress=False) as trainer:
             trainer.train()
         record = json.loads((tmp_path / cond / "metrics.jsonl").read_text().splitlines()[-1])
-        assert "d_feat_norm" in record and ("d_p_target" in record) == logged
-        assert not logged or 0.0 < record["d_p_target"] < 1.0
+        assert "d_feat_norm" in record and ("d_p_target" in record) == logged == ("d_cond_grad_norm" in record)
+        assert not logged or (0.0 < record["d_p_target"] < 1.0 and record["d_cond_grad_norm"] > 0.0)
+
+
+@pytest.mark.parametrize("cond", ["ac", "d2d_ce"])
+def test_heads_keep_their_weight_and_their_outputs(cond):
+    import copy
+
+    from condgan.nets.heads import DiscriminatorHeads
+
+    torch.manual_seed(0)
+    heads = DiscriminatorHeads(6, 4, cond, embed_dim=5, sn=True).double().train()
+    twin = copy.deepcopy(heads)  # the same weights and power-iteration state
+    h, y = torch.randn(7, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    out = heads(h, y)
+    module = twin.classifier if cond == "ac" else twin.embed
+    expected = module(h)  # the head module's own forward (one power-iteration step, as the heads took)
+    assert torch.equal(out.cls_logits if cond == "ac" else out.embed, expected)
+    assert torch.allclose(h @ out.head_weight.t() + (0 if module.bias is None else module.bias), expected)
+
+
+@pytest.mark.parametrize("cond", ["ac", "d2d_ce"])
+def test_feature_gradient_norm_is_the_per_sample_gradient_of_the_summed_loss(cond):
+    from condgan.config import build_config
+    from condgan.losses import ac_ce
+    from condgan.nets.heads import DiscriminatorHeads
+    from condgan.presets import load_preset
+    from condgan.train.objective import Objective
+
+    torch.manual_seed(1)
+    cfg = build_config(load_preset("mnist5k-reacgan"), [f"loss.cond={cond}"]).loss
+    heads = DiscriminatorHeads(6, 4, cond, embed_dim=5, sn=True).double()
+    h = torch.randn(8, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    out = heads(h, y)
+    objective = Objective(cfg, 4)
+    loss = objective.class_loss(out, y)
+    got = objective.feature_gradient_norm(out, loss)
+    (direct,) = torch.autograd.grad(loss * 8, h)  # the summed loss, straight to the features
+    assert got.item() == pytest.approx(direct.norm(dim=1).mean().item(), rel=1e-12)
+    if cond == "ac":  # and by hand: d CE_i / d h_i = (softmax_i - onehot_i) W
+        logits, w = out.cls_logits.detach().numpy(), out.head_weight.numpy()
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        p[np.arange(8), y.numpy()] -= 1
+        assert got.item() == pytest.approx(np.linalg.norm(p @ w, axis=1).mean(), rel=1e-12)
+        assert ac_ce(out.cls_logits, y).item() == pytest.approx(loss.item())

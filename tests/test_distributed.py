@@ -101,14 +101,15 @@ def test_ddp_run_equals_one_process(tmp_path, net):
 
 def test_neg_drop_drops_the_same_pairs_on_every_rank(tmp_path):
     """loss.neg_drop's masks span the global batch and come from a stream seeded alike on every rank: the first
-    iteration's losses (before any rounding difference in the weights) equal one process's, and G_ema stays
+    iteration's losses and diagnostics (the gathered D2D-CE's feature gradient included: its scaling under
+    torchrun) equal one process's (before any rounding difference in the weights), and G_ema stays
     within rounding after 3 steps. (G and D alone drift further: dropped negatives leave gradient entries near
     zero, whose rounding differences even momentum SGD carries for a few steps; see MOMENTUM_SGD.)"""
     sets = TINY + ["train.steps=3", "train.ckpt_every=3", "loss.neg_drop=0.3", *MOMENTUM_SGD]
     train(tmp_path / "ddp", sets, ranks=2)
     train(tmp_path / "single", sets, ranks=1)
     first = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0]) for run in ("ddp", "single")]
-    for key in ("d_cond", "g_cond", "d_loss", "g_loss"):
+    for key in ("d_cond", "g_cond", "d_loss", "g_loss", "d_p_target", "d_cond_grad_norm"):
         assert first[0][key] == pytest.approx(first[1][key], rel=1e-6), key
     a = load(tmp_path / "ddp/checkpoints/ckpt_00000003.pt")
     b = load(tmp_path / "single/checkpoints/ckpt_00000003.pt")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import embedding, linear
@@ -35,8 +36,11 @@ class DOutput:
     tac_logits: torch.Tensor | None = None  # [N, C] twin classifier ("ac" + "tac")
     tac_embed: torch.Tensor | None = None   # [N, E] twin embedding ("2c"/"d2d_ce" + "tac")
     tac_proxies: torch.Tensor | None = None  # [C, E] twin proxies
+    # the (spectrally normalised) weight the classifier [K, F] / embedding [E, F] head applied to h, detached:
+    # d loss / d h = (d loss / d head output) @ weight, without a graph from h (which D may have sliced or cast)
+    head_weight: torch.Tensor | None = None
 
-    TABLES = ("proxies", "tac_proxies")  # not indexed by sample
+    TABLES = ("proxies", "tac_proxies", "head_weight")  # not indexed by sample
 
     def rows(self, sl: slice) -> "DOutput":
         """The same output restricted to samples ``sl`` (tables are shared)."""
@@ -88,7 +92,7 @@ def _build_head(name: str, cond: str, aux: str, f: int, c: int, e: int, sn: bool
 
 
 def _table(module: nn.Module) -> torch.Tensor:
-    """An embedding's whole (spectrally normalised when SN) weight table [K, E]."""
+    """A Linear's or an Embedding's (spectrally normalised when SN) weight: [out, in] or the table [K, E]."""
     norm = getattr(module, "normalized_weight", None)
     return norm() if norm is not None else module.weight
 
@@ -122,6 +126,14 @@ class DiscriminatorHeads(nn.Module):
                                    ("proxies", "proxy", True), ("tac_logits", "tac_classifier", False),
                                    ("tac_embed", "tac_embed", False), ("tac_proxies", "tac_proxy", True)):
             head = self._head(name)
-            if head is not None:
-                setattr(out, field, _table(head) if table else head(h))
+            if head is None:
+                continue
+            if table:
+                setattr(out, field, _table(head))
+            elif name in ("classifier", "embed"):  # what head(h) computes, keeping the weight it used
+                weight = _table(head)
+                setattr(out, field, F.linear(h, weight, head.bias))
+                out.head_weight = weight.detach()
+            else:
+                setattr(out, field, head(h))
         return out

@@ -83,6 +83,20 @@ class Objective:
                 return None
             return logits.float().softmax(dim=1).gather(1, labels[:, None]).mean()
 
+    def feature_gradient_norm(self, out: DOutput, cond_loss: torch.Tensor) -> torch.Tensor | None:
+        """Mean over the samples of ||d(sum_i L_i) / d h_i||: the conditional loss's gradient with respect to D's
+        features (ReACGAN Fig. 2), from ``cond_loss`` (the batch mean computed from ``out``) through the
+        classifier (ac) or embedding (2c, d2d_ce) head's weight. None for the other methods or without a graph.
+
+        Under torchrun a gathered loss's gradient reaches each rank's rows summed over the ranks (see
+        condgan.distributed), i.e. 1 / local batch times the sum's, as in one process: one scaling serves both.
+        """
+        head_out = out.cls_logits if self.cfg.cond == "ac" else out.embed
+        if self.cfg.cond not in ("ac", "2c", "d2d_ce") or not cond_loss.requires_grad or out.head_weight is None:
+            return None
+        (grad,) = torch.autograd.grad(cond_loss, head_out, retain_graph=True)
+        return (grad.detach() * head_out.shape[0] @ out.head_weight.to(grad.dtype)).norm(dim=1).mean()
+
     def _labels(self, y: torch.Tensor, fake: bool = False) -> torch.Tensor:
         """Class indices of the main classifier: y, or 2y (real) / 2y + 1 (fake) under ADC."""
         return 2 * y + int(fake) if self.cfg.aux == "adc" else y

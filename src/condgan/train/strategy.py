@@ -13,7 +13,7 @@ from ..data import BatchSampler, augment, to_float
 from ..augment.training import build_augmentation
 from ..distributed import all_gather_cat, all_reduce_sum
 from .discriminate import DiscriminatorPass, is_batch_coupled
-from .objective import Objective, total
+from .objective import Objective, add_terms, total
 from .precision import Precision
 from .regularize import Regularizers
 
@@ -49,9 +49,10 @@ class StandardStrategy:
     """n_dis D steps (each on its own real batch and fresh fakes), then one G step.
 
     Every D pass goes through ``self.d_pass`` (augmentation, autocast, DDP sync, float outputs).
-    ``d_feat_norm`` (the mean L2 norm of D's pooled features on reals) and ``d_p_target`` (the classifier's
-    mean probability of the target class on reals, ac / 2c / d2d_ce) are logged with the losses: they are the
-    ReACGAN paper's Fig. 2 diagnostics.
+    The ReACGAN paper's Fig. 2 diagnostics are logged with the losses: ``d_feat_norm`` (the mean L2 norm of D's
+    pooled features on reals) and, for ac / 2c / d2d_ce, ``d_p_target`` (the classifier's mean probability of
+    the target class on reals) and ``d_cond_grad_norm`` (the mean norm of the conditional loss's gradient with
+    respect to those features).
     """
 
     def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int,
@@ -102,11 +103,13 @@ class StandardStrategy:
         with self.precision.autocast():  # zCR's G pass
             reg = self.regularizers.d_terms(self.d_pass, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
                                             real, fake)
-        losses = total("d", self.objective.d_terms(real, fake, y_real, y_fake), reg)
+        real_terms = self.objective.d_real_terms(real, y_real)
+        losses = total("d", add_terms(real_terms, self.objective.d_fake_terms(fake, y_fake)), reg)
         losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
-        p_target = self.objective.target_probability(real, y_real)
-        if p_target is not None:
-            losses["d_p_target"] = p_target
+        if "d_cond" in real_terms:
+            diagnostics = {"d_p_target": self.objective.target_probability(real, y_real),
+                           "d_cond_grad_norm": self.objective.feature_gradient_norm(real, real_terms["d_cond"][0])}
+            losses.update({name: value for name, value in diagnostics.items() if value is not None})
         return losses
 
     def d_update(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
