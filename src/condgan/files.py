@@ -4,7 +4,7 @@ Every write goes to a temp file created exclusively (``mkstemp``: O_CREAT | O_EX
 a predictable name can never redirect it) in the target's directory, is fsync'ed, given the permissions a
 plain ``open`` would (0666 minus the umask; mkstemp's own are 0600), then renamed over the target. Only temp
 files this process created are ever removed. :func:`try_lock` is the exclusive lock that run dirs and dataset
-stores take.
+stores take (:func:`take_lock`).
 """
 from __future__ import annotations
 
@@ -181,6 +181,37 @@ def try_lock(fd: int) -> bool:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
         raise
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``pid`` is the pid it wrote into the lock file ("" when unknown)."""
+
+    def __init__(self, pid: str) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+def take_lock(path: str | Path) -> int:
+    """Open ``path`` (created; a planted link is not followed), take its exclusive lock and write this pid into
+    it; returns the open fd, whose closing gives the lock back (as does the end of the process, however it
+    ends). Raises LockHeld when another process holds it, an OSError naming ``path`` when it cannot be used."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        raise _naming(e, Path(path)) from None
+    try:
+        if not try_lock(fd):
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            raise LockHeld(holder if holder.isdigit() else "")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except BaseException as e:
+        os.close(fd)
+        if isinstance(e, OSError):
+            raise _naming(e, Path(path)) from None
+        raise
+    return fd
 
 
 class CorruptFile(ValueError):

@@ -31,7 +31,7 @@ from condgan.data.base import DataError, ImageDataset
 from condgan.data.download import cache_dir
 from condgan.data.folder import read_image
 from condgan.data.readers import SourceSplit
-from condgan.files import try_lock, write_text_atomic
+from condgan.files import LockHeld, take_lock, write_text_atomic
 
 STORE_FORMAT = 1
 CHUNK = 256  # images per unit of work and of resumption
@@ -134,15 +134,12 @@ def _locked(folder: Path):
     """Hold ``folder``'s lock: one ``condgan prepare`` writes a store at a time (the OS drops the lock when the
     process ends, however it ends)."""
     folder.mkdir(parents=True, exist_ok=True)
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(folder / ".lock", flags, 0o666)
     try:
-        if not try_lock(fd):
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            raise DataError(f"store {folder} is being written by another condgan prepare"
-                            f"{f' (pid {holder})' if holder.isdigit() else ''}; wait for it to finish")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        fd = take_lock(folder / ".lock")
+    except LockHeld as held:
+        raise DataError(f"store {folder} is being written by another condgan prepare"
+                        f"{f' (pid {held.pid})' if held.pid else ''}; wait for it to finish") from None
+    try:
         yield fd
     finally:
         os.close(fd)

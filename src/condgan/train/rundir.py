@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from ..config import ConfigError
-from ..files import try_lock
+from ..files import LockHeld, take_lock
 
 LOCK_NAME = ".lock"
 
@@ -33,23 +33,15 @@ class RunDirLock:
             raise RunDirError(f"--out {self.dir} is an existing file, not a run directory")
         self.created = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / LOCK_NAME
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            self._fd = os.open(path, flags, 0o666)
-            locked = try_lock(self._fd)
-            if locked:
-                os.ftruncate(self._fd, 0)
-                os.write(self._fd, f"{os.getpid()}\n".encode())
-        except OSError as e:
-            self.release(remove_if_empty=True)
-            raise type(e)(e.errno, e.strerror or str(e), str(path)) from None
-        if not locked:
-            holder = os.read(self._fd, 32).decode(errors="replace").strip()
-            self.release()
-            pid = f" (pid {holder})" if holder.isdigit() else ""
+            self._fd = take_lock(self.dir / LOCK_NAME)
+        except LockHeld as held:
+            pid = f" (pid {held.pid})" if held.pid else ""
             raise RunDirError(f"run dir {self.dir} is in use by another condgan process{pid}; wait for it to "
-                              f"finish or stop it, or use another --out")
+                              f"finish or stop it, or use another --out") from None
+        except OSError:
+            self.release(remove_if_empty=True)
+            raise
 
     def release(self, remove_if_empty: bool = False) -> None:
         """Give the lock back; with ``remove_if_empty``, also remove a folder this lock created and nothing filled."""
