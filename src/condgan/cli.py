@@ -1,4 +1,4 @@
-"""Command line: ``condgan train``, ``condgan eval``, ``condgan prepare`` and ``condgan presets``."""
+"""Command line: ``condgan train``, ``eval``, ``prepare``, ``presets`` and ``reproduce``."""
 from __future__ import annotations
 
 import argparse
@@ -128,9 +128,11 @@ def make_parser() -> argparse.ArgumentParser:
 
     from .eval_cli import add_parser as add_eval_parser
     from .prepare_cli import add_parser as add_prepare_parser
+    from .reproduce_cli import add_parser as add_reproduce_parser
 
     add_eval_parser(sub)
     add_prepare_parser(sub)
+    add_reproduce_parser(sub)
     return p
 
 

@@ -1,0 +1,224 @@
+"""Run a table's rows (train, then evaluate with the table's protocol) and write paper vs condgan in markdown.
+
+Every row x seed is two commands a user could type (shown by ``condgan reproduce TABLE``); the harness runs
+exactly those, in a child process each, so a row behaves as it would by hand. Run dirs live under
+``OUT/<preset>[-<hash of the extra --set>]/seed<k>``: training resumes where it stopped, and a row x seed whose
+evaluation record exists is finished and skipped. A diverged run (exit 3) is recorded and the table goes on;
+a bad input (exit 2: missing data, a wrong key) stops it with that one-line error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..config import ConfigError
+from .tables import CONDGAN_KEYS, Table
+
+EVAL_RECORD = "reproduce_eval.json"  # in the run dir, written by `condgan eval --out`
+DIAGNOSTICS = ("d_feat_norm", "d_cond_grad_norm", "d_p_target")  # ReACGAN Fig. 2, logged per D step
+
+
+class ReproduceError(ConfigError):
+    """A row could not be run (its command failed on a bad input); the message is one line."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row x seed: where it runs and the two commands that produce its record."""
+    label: str
+    preset: str
+    seed: int
+    run_dir: Path
+    train: list[str]
+    eval: list[str]
+
+    @property
+    def record(self) -> Path:
+        return self.run_dir / EVAL_RECORD
+
+
+def jobs(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device: str = "cpu",
+         nproc: int = 1) -> list[Job]:
+    """The table's rows x seeds as commands (``sets``: the user's extra overrides, e.g. ``data.root=...``)."""
+    extra = [*table.sets, *sets]
+    suffix = "-" + hashlib.sha256("\n".join(extra).encode()).hexdigest()[:8] if extra else ""
+    launcher = ["torchrun", f"--nproc_per_node={nproc}", "-m", "condgan"] if nproc > 1 else ["condgan"]
+    out_jobs = []
+    for row in table.rows:
+        for seed in seeds:
+            run_dir = out / f"{row.preset}{suffix}" / f"seed{seed}"
+            train = [*launcher, "train", "--preset", row.preset, "--set", f"train.seed={seed}",
+                     *[a for s in extra for a in ("--set", s)], "--out", str(run_dir), "--device", device,
+                     "--no-progress", "--no-eval"]
+            evaluate = ["condgan", "eval", str(run_dir), *table.protocol.eval_args(), "--device", device,
+                        "--out", str(run_dir / EVAL_RECORD), "--no-progress"]
+            out_jobs.append(Job(row.label, row.preset, seed, run_dir, train, evaluate))
+    return out_jobs
+
+
+def describe(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device: str = "cpu",
+             nproc: int = 1) -> str:
+    """The table's rows, the paper's figures, the protocol and the exact commands, as text."""
+    p = table.protocol
+    lines = [f"{table.name}: {table.title}",
+             f"protocol: condgan eval {' '.join(p.eval_args())}" + (f" ({p.note})" if p.note else ""),
+             *([f"note: {table.note}"] if table.note else []), ""]
+    todo = jobs(table, seeds, out, sets, device, nproc)
+    for row in table.rows:
+        figures = ", ".join(f"{k} {v}" for k, v in row.paper.items()) or "not in the paper"
+        lines.append(f"{row.label}  [{row.preset}]  paper: {figures}" + (f"  ({row.note})" if row.note else ""))
+        lines += [f"  {shlex.join(c)}" for job in todo if job.label == row.label for c in (job.train, job.eval)]
+    return "\n".join(lines)
+
+
+def run(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device: str = "cpu",
+        nproc: int = 1, echo=print) -> Path:
+    """Train and evaluate every unfinished row x seed, then write ``OUT/<table>.md``; returns its path."""
+    todo = jobs(table, seeds, out, sets, device, nproc)
+    for i, job in enumerate(todo, 1):
+        head = f"[{i}/{len(todo)}] {job.label} ({job.preset}, seed {job.seed})"
+        if job.record.is_file():
+            echo(f"{head}: finished before, skipped")
+            continue
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        (job.run_dir / "diverged.json").unlink(missing_ok=True)
+        times = {}
+        for what, command in (("train", job.train), ("eval", job.eval)):
+            echo(f"{head}: {what} ...")
+            start = time.perf_counter()
+            code, last = _run_logged(command, job.run_dir / "reproduce.log")
+            times[what] = time.perf_counter() - start
+            if code == 3:  # diverged: the table records it and goes on
+                (job.run_dir / "diverged.json").write_text(json.dumps({"error": last}) + "\n")
+                echo(f"{head}: diverged ({last})")
+                break
+            if code != 0:
+                raise ReproduceError(f"{table.name} row {job.label!r} seed {job.seed}: `{shlex.join(command)}` "
+                                     f"failed (exit {code}): {last} (log: {job.run_dir / 'reproduce.log'})")
+        else:
+            (job.run_dir / "reproduce_times.json").write_text(json.dumps(times) + "\n")
+            echo(f"{head}: done in {sum(times.values()) / 60:.1f} min")
+    path = out / f"{table.name}.md"
+    path.write_text(markdown(table, todo, device) + "\n")
+    echo(f"wrote {path}")
+    return path
+
+
+def _run_logged(command: list[str], log: Path) -> tuple[int, str]:
+    """Run ``command`` (``condgan`` as this interpreter's module), output appended to ``log``; (exit, last line)."""
+    argv = [sys.executable, "-m", "condgan", *command[1:]] if command[0] == "condgan" else command
+    with log.open("a") as f:
+        f.write(f"$ {shlex.join(command)}\n")
+        f.flush()
+        proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT)
+    tail = [line for line in log.read_text().splitlines() if line.strip()]
+    return proc.returncode, (tail[-1] if tail else "")
+
+
+# ------------------------------------------------------------------------------------------------ report
+def collect(job: Job) -> dict:
+    """The job's outcome: {'metrics': {...}} from its eval record, {'diverged': msg}, or {} (not run)."""
+    if job.record.is_file():
+        metrics = json.loads(job.record.read_text())["metrics"]
+        times = job.run_dir / "reproduce_times.json"
+        return {"metrics": metrics, "times": json.loads(times.read_text()) if times.is_file() else {}}
+    diverged = job.run_dir / "diverged.json"
+    return {"diverged": json.loads(diverged.read_text())["error"]} if diverged.is_file() else {}
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± sample std`` (one value: the value alone)."""
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.4g}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.4g} ± {std:.2g}"
+
+
+def markdown(table: Table, todo: list[Job], device: str) -> str:
+    """Paper vs condgan per row (mean ± std over the finished seeds), then the Fig. 2 diagnostics if logged."""
+    measured = [c for c in table.columns if CONDGAN_KEYS.get(c)]
+    head = ["row", "preset", *[f"paper {c}" for c in table.columns], *[f"condgan {c}" for c in measured],
+            "seeds", "train min / seed"]
+    lines = [f"### {table.name}: {table.title}", "",
+             f"condgan {__version__}, {time.strftime('%Y-%m-%d')}, {_hardware(device)}; protocol: `condgan eval "
+             f"{' '.join(table.protocol.eval_args())}`; mean ± sample std over seeds", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table.rows:
+        outcomes = [(j.seed, collect(j)) for j in todo if j.label == row.label]
+        done = [o for _, o in outcomes if "metrics" in o]
+        cells = [row.label, f"`{row.preset}`", *[_fmt(row.paper.get(c)) for c in table.columns]]
+        cells += [mean_std([o["metrics"][CONDGAN_KEYS[c]] for o in done]) for c in measured]
+        diverged = [f"seed {s} diverged" for s, o in outcomes if "diverged" in o]
+        cells += [", ".join([f"{len(done)}/{len(outcomes)}", *diverged]),
+                  mean_std([o["times"]["train"] / 60 for o in done if "train" in o.get("times", {})])]
+        lines.append("| " + " | ".join(cells) + " |")
+    diag = diagnostics_table(table, todo)
+    return "\n".join(lines + ([""] + diag if diag else []))
+
+
+def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:
+    """ReACGAN Fig. 2 from the runs' logs: D's feature norm, the conditional loss's gradient norm w.r.t. the
+    features and the target-class probability on reals (means over the first and last 10% of logged steps,
+    then over seeds), and the FID of the periodic evaluations (first, best, last)."""
+    out = []
+    for row in table.rows:
+        logs = [_read_log(j.run_dir / "metrics.jsonl") for j in todo if j.label == row.label]
+        logs = [log for log in logs if log]
+        if not logs:
+            continue
+        cells = [row.label]
+        for key in DIAGNOSTICS:
+            series = [[r[key] for r in log if key in r] for log in logs]
+            series = [s for s in series if s]
+            cells += [_early_late(series)] if series else ["—"]
+        fids = [[r["eval"]["fid"] for r in log if "fid" in r.get("eval", {})] for log in logs]
+        fids = [f for f in fids if f]
+        cells.append(" / ".join(mean_std([f[i] for f in fids]) for i in (0, -1)) + " (best " +
+                     mean_std([min(f) for f in fids]) + ")" if fids else "—")
+        out.append("| " + " | ".join(cells) + " |")
+    if not out:
+        return []
+    head = ["row", "D feature norm (early → late)", "cond. loss grad norm (early → late)",
+            "p(target | real) (early → late)", "FID first / last eval"]
+    return ["Training diagnostics (ReACGAN Fig. 2):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *out]
+
+
+def _early_late(series: list[list[float]]) -> str:
+    def window(s: list[float], late: bool) -> float:
+        k = max(1, len(s) // 10)
+        part = s[-k:] if late else s[:k]
+        return sum(part) / len(part)
+    early = [window(s, False) for s in series]
+    late = [window(s, True) for s in series]
+    return f"{sum(early) / len(early):.3g} → {sum(late) / len(late):.3g}"
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def _hardware(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
