@@ -277,7 +277,7 @@ def test_robgan_preset_builds_its_nets():
     cfg = build_config(load_preset("cifar10-robgan"))
     assert cfg.train.strategy == "pgd" and cfg.train.n_dis == 5 and not cfg.model.d_sn
     G, D = build_nets(cfg, 10, 3)
-    assert count_parameters(D) == 1_088_129  # the FastGAN pair (the heads are the same: adv + classifier)
+    assert count_parameters(D) == 1_088_139  # the FastGAN pair (adv head + classifier with its 10 biases)
 
 
 # ------------------------------------------------------------------------------------------ lr and nets
@@ -295,8 +295,8 @@ def test_exp_and_delayed_linear_lr(tmp_path):
     np.testing.assert_allclose(lrs, [1, 1, 0.75, 0.5, 0.25, 0.0], atol=1e-12)
 
 
-@pytest.mark.parametrize("resolution,width,g_params,d_params", [(32, 128, 1_218_307, 1_088_129),
-                                                                 (64, 64, 13_038_595, 10_287_873)])
+@pytest.mark.parametrize("resolution,width,g_params,d_params", [(32, 128, 1_218_307, 1_088_139),
+                                                                 (64, 64, 13_038_595, 10_288_016)])
 def test_fastgan_nets(resolution, width, g_params, d_params):
     cfg = build_config(load_preset("cifar10-fastgan"), [f"data.resolution={resolution}", f"model.g_width={width}",
                                                          f"model.d_width={width}"])

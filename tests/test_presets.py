@@ -4,7 +4,7 @@ import json
 import numpy as np
 import torch
 from fakes import make_cifar_archive
-from layouts import make_imagenet, write_class_list
+from layouts import make_cub, make_imagenet, make_tiny_imagenet, write_class_list
 from PIL import Image
 
 from condgan.config import build_config
@@ -48,7 +48,9 @@ from condgan.presets import list_presets  # noqa: E402
 
 @pytest.fixture(scope="module")
 def data_roots(tmp_path_factory):
-    """data.name -> a fabricated data.root: CIFAR10/100 archives of 20 training images, a 3-class folder."""
+    """(data.name, data.resolution) -> overrides naming a fabricated data.root: CIFAR10/100 archives of 20 training
+    images, a 3-class folder, and for the papers' large data sets a prepared store of their fabricated layout
+    (a store folder as the root, as a user copying it to a local disk would pass)."""
     root = tmp_path_factory.mktemp("data")
     folder = root / "folder"
     for c in range(3):
@@ -58,25 +60,55 @@ def data_roots(tmp_path_factory):
             Image.fromarray(pixels).save(folder / f"class{c}" / f"{i}.png")
     imagenet = make_imagenet(root / "imagenet", wnids=("n02085620", "n02123045", "n01440764"), per_class=2)
     wnids = write_class_list(root / "catdog.txt", ("n02085620", "n02123045"))
+    sources = {"imagenet143": (imagenet.root, str(wnids)), "imagenet": (imagenet.root, ""),
+               "tiny_imagenet": (make_tiny_imagenet(root / "tiny", per_class=2).root, ""),
+               "cub200": (make_cub(root / "cub", per_class=6).root, "")}
+    roots = {("cifar10", 32): [f"data.root={make_cifar_archive(root / 'cifar-10-python.tar.gz', n=4)}"],
+             ("cifar100", 32): [f"data.root={make_cifar_archive(root / 'cifar-100-python.tar.gz', hundred=True, n=4)}"],
+             ("folder", 32): [f"data.root={folder}"]}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONDGAN_CACHE", str(root / "cache"))
-        store = prepare("imagenet143", str(imagenet.root), 64, "lanczos", str(wnids), progress=False)[0][1].parent
-    return {"cifar10": [f"data.root={make_cifar_archive(root / 'cifar-10-python.tar.gz', n=4)}"],
-            "cifar100": [f"data.root={make_cifar_archive(root / 'cifar-100-python.tar.gz', hundred=True, n=4)}"],
-            "folder": [f"data.root={folder}"], "imagenet143": [f"data.root={store}"]}  # a store as the root
+        for (name, resolution) in (("imagenet143", 64), ("imagenet143", 128), ("imagenet", 128), ("tiny_imagenet", 64),
+                                   ("cub200", 128)):
+            source, classes = sources[name]
+            store = prepare(name, str(source), resolution, "lanczos", classes, progress=False)[0][1].parent
+            roots[(name, resolution)] = [f"data.root={store}"]
+    return roots
+
+
+def _paper_data(tree: dict, data_roots: dict) -> list[str] | None:
+    """Overrides running a preset on fabricated data of its layout (None: the built-in mnist5k)."""
+    data = tree["data"]
+    key = (data["name"], data.get("resolution", 32))
+    return None if data["name"] == "mnist5k" else data_roots[key]
+
+
+SMALL_NETS = ["model.g_width=8", "model.d_width=8"]  # 64 / 128 px nets at CI size (full width: the slow test)
 
 
 @pytest.mark.parametrize("name", sorted(list_presets()))
 def test_every_preset_builds_and_trains_two_steps(name, tmp_path, data_roots):
-    """The preset's architecture, losses, regularisers and strategy as shipped; the batch shrinks, and on the
-    paper data sets (full-width nets on a CPU, fabricated data) one D iteration per G step and no sample grid
-    or checkpoint keep the test short (the cifar10-reacgan test above runs the full trainer with 5 D steps)."""
+    """The preset's losses, regularisers, strategy and architecture as shipped (the 64 / 128 px nets at width 8;
+    full width in the slow test below); the batch shrinks, and on the paper data sets one D iteration per G step
+    and no sample grid or checkpoint keep the test short (the cifar10-reacgan test above runs the full trainer
+    with 5 D steps)."""
     tree = load_preset(name)
-    small = ["train.steps=2", "train.ckpt_every=2", "train.log_every=1", "train.sample_every=2", "eval.every=0"]
-    paper_data = tree["data"]["name"] in data_roots
-    small += ([*data_roots[tree["data"]["name"]], "data.download=false", "train.batch_size=4", "train.n_dis=1"]
+    _train_two_steps(name, tree, tmp_path, data_roots, [] if tree["data"].get("resolution", 32) == 32 else SMALL_NETS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n in list_presets() if load_preset(n)["data"].get("resolution", 32) > 32))
+def test_every_large_preset_trains_two_steps_at_full_width(name, tmp_path, data_roots):
+    _train_two_steps(name, load_preset(name), tmp_path, data_roots, [])
+
+
+def _train_two_steps(name: str, tree: dict, tmp_path, data_roots: dict, nets: list[str]) -> None:
+    small = ["train.steps=2", "train.ckpt_every=2", "train.log_every=1", "train.sample_every=2", "eval.every=0",
+             "optim.lr_decay_start=0"]
+    paper_data = _paper_data(tree, data_roots)
+    small += ([*paper_data, "data.download=false", "train.batch_size=4", "train.n_dis=1"]
               if paper_data else ["train.batch_size=8"])
-    cfg = build_config(tree, small)
+    cfg = build_config(tree, small + nets)
     assert cfg.reproduces, f"preset {name} does not say which paper row it reproduces"
     t = Trainer(cfg, tmp_path / "run", progress=False)
     if paper_data:
@@ -120,3 +152,21 @@ def test_preset_base_merges_and_cycles_are_errors(monkeypatch):
     monkeypatch.setattr(presets, "load_yaml", fake_load_yaml)
     with pytest.raises(ConfigError, match="is its own base"):
         load_preset("cifar10-tacgan")
+
+
+# PyTorch-StudioGAN's counts (spectral norm's weight_orig counted; ../DESIGN.md 4b). Tiny-ImageNet has no published
+# count: Baby-ImageNet's (100 classes: G 17,322,404, D 31,601,330) plus 100 more classes' shared G embedding
+# (x 128) and D proxies (x 768), counted by hand.
+REFERENCE_COUNTS = {"cub200-reacgan": (49_226_404, 61_551_026), "imagenet128-reacgan": (70_433_988, 91_642_146),
+                    "imagenet128-biggan": (70_433_988, 87_982_370), "imagenet128-sngan": (41_996_931, 39_443_137),
+                    "imagenet128-sagan": (42_017_412, 39_448_258),
+                    "tiny-reacgan": (17_322_404 + 100 * 128, 31_601_330 + 100 * 768)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REFERENCE_COUNTS))
+def test_presets_show_prints_the_reference_parameter_counts(name):
+    out = subprocess.run([sys.executable, "-m", "condgan", "presets", "--show", name], capture_output=True, text=True,
+                         check=True).stdout
+    g, d = REFERENCE_COUNTS[name]
+    assert f"# parameters: G {g:,}  D {d:,}" in out
