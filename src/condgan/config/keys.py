@@ -33,10 +33,14 @@ def valid_keys() -> list[str]:
     return sorted(_fields(Config()))
 
 
+def did_you_mean(name: str, choices, cutoff: float = 0.4) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``choices`` to a misspelt ``name``, or ""."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}")
+    return ConfigError(f"unknown config key '{key}'{did_you_mean(key, valid_keys(), 0.5)}")
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

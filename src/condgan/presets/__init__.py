@@ -5,10 +5,9 @@ by section), so a paper row that changes one loss setting is a few lines.
 """
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 
-from ..config import ConfigError, load_yaml
+from ..config import ConfigError, did_you_mean, load_yaml
 
 DEFAULT_PRESET = "mnist5k-reacgan"
 
@@ -31,9 +30,7 @@ def load_preset(name: str, _chain: tuple[str, ...] = ()) -> dict:
     """The preset's YAML tree (its ``base`` resolved); an unknown name is a one-line error with the closest."""
     files = _files()
     if name not in files:
-        close = difflib.get_close_matches(name, files, n=1, cutoff=0.4)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown preset '{name}'{hint}; `condgan presets` lists them")
+        raise ConfigError(f"unknown preset '{name}'{did_you_mean(name, files)}; `condgan presets` lists them")
     if name in _chain:
         raise ConfigError(f"preset '{name}' is its own base (via {' -> '.join(_chain)})")
     with resources.as_file(files[name]) as f:

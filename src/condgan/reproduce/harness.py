@@ -97,6 +97,8 @@ def run(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device:
             start = time.perf_counter()
             code, last = _run_logged(command, job.run_dir / "reproduce.log")
             times[what] = time.perf_counter() - start
+            if code == 130:  # Ctrl-C reached the child too: stop here; a rerun resumes this row
+                raise KeyboardInterrupt
             if code == 3:  # diverged: the table records it and goes on
                 (job.run_dir / "diverged.json").write_text(json.dumps({"error": last}) + "\n")
                 echo(f"{head}: diverged ({last})")
@@ -221,4 +223,14 @@ def _hardware(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}"
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"CPU {_cpu_name()}, {torch.get_num_threads()} threads"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
