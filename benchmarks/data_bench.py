@@ -5,7 +5,7 @@
 
 1. Fabricates ``--images`` JPEGs (varied sizes, AFHQ's layout) and prepares them with ``condgan prepare``'s
    code (lanczos) at each resolution: the prepare rate is the first table.
-2. For each resolution and tier, draws batches of the matching row's batch (64 px: baby64-reacgan, 1024;
+2. For each resolution and tier, draws batches of the matching row's batch (64 px: tiny-reacgan, 1024;
    128 px: imagenet128-reacgan, 256) through the training sampler and reports the delivered images/s.
    ``stream`` is measured twice: ``cold`` after evicting the store from the page cache (posix_fadvise
    DONTNEED: every read goes to the disk, as for a store larger than RAM) and ``warm``.
@@ -39,7 +39,7 @@ from condgan.data.store import open_split  # noqa: E402
 from paper_rows import ROWS, row_config  # noqa: E402
 from step_bench import condgan_iteration, synchronize  # noqa: E402
 
-ROW_AT = {64: "baby64-reacgan", 128: "imagenet128-reacgan"}
+ROW_AT = {64: "tiny-reacgan", 128: "imagenet128-reacgan"}
 CLASSES = 10
 MAX_BUSY_S = 3.0  # slower iterations (a CPU's) are not simulated: the rates' ratio says it all
 CLOCK = [0.0]  # torch.cuda._sleep cycles per second, calibrated on a GPU
@@ -117,7 +117,7 @@ def row_iteration_s(resolution: int, device: torch.device, batch: int, option: s
     for step in (1, 2):
         iteration(step)
     synchronize(device)
-    return (time.perf_counter() - t0) / 2 * ROWS[row][2] / batch
+    return (time.perf_counter() - t0) / 2 * ROWS[row][0] / batch
 
 
 def gpu_cycles_per_second(device: torch.device) -> float:

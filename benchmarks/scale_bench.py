@@ -81,7 +81,7 @@ def memory_table(names: list[str], batches: list[int]) -> None:
                 per_batch[b] = max(byte for _, byte in records)
             slope = (per_batch[batches[1]] - per_batch[batches[0]]) / (batches[1] - batches[0])
             base = per_batch[batches[0]] - slope * batches[0]
-            _, _, batch, row = ROWS[name]
+            batch, row = ROWS[name]
             g, d = count_parameters(run.models.G), count_parameters(run.models.D)
             state = (16 * (g + d) + 4 * g) / gib  # weights, grads, Adam m and v (fp32) for G and D; G_ema
             act = (base + slope * batch) / gib
@@ -138,7 +138,7 @@ def intra_fid_table(classes: int = 1000, per_class: int = 50, dim: int = 2048) -
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", default="imagenet128-reacgan,imagenet128-sngan,cub200-reacgan,baby64-reacgan",
+    p.add_argument("--rows", default="imagenet128-reacgan,imagenet128-sngan,cub200-reacgan,tiny-reacgan",
                    help=f"comma list of {', '.join(ROWS)}")
     p.add_argument("--batches", default="2,4", help="two small batches to measure the per-image slope at")
     p.add_argument("--skip", default="", help="comma list of memory, d2d_ce, ifid to skip")

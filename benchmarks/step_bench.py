@@ -4,8 +4,8 @@
     python benchmarks/step_bench.py --device cuda --options fp32,bf16,fast --studiogan ~/PyTorch-StudioGAN
     python benchmarks/step_bench.py --preset imagenet128-reacgan --batches 4 --options fp32   # a paper row
 
-``--preset`` takes a preset or a paper row of benchmarks/paper_rows.py (the 64 / 128 px rows, until they are
-presets), run at the row's batch and n_dis unless --batches says otherwise.
+``--preset`` takes any preset; a paper row of benchmarks/paper_rows.py runs at the batch one GPU takes in the
+row's training (and its n_dis) unless --batches says otherwise.
 
 Each option is the preset with some ``speed.*`` keys set (see OPTIONS); every contender (each option, and
 with --studiogan the same iteration of PyTorch-StudioGAN's ReACGAN CIFAR10 model, see studiogan_step.py)
@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from condgan.cli import KNOWN_SHAPES  # noqa: E402
 from condgan.config import Config, build_config  # noqa: E402
 from condgan.data.base import make_dataset  # noqa: E402
 from condgan.presets import load_preset  # noqa: E402
@@ -54,7 +55,7 @@ def preset_config(preset: str, overrides: list[str]) -> tuple[Config, int]:
     if preset in ROWS:
         return row_config(preset, overrides)
     cfg = build_config(load_preset(preset), overrides)
-    return cfg, {"cifar100": 100}.get(cfg.data.name, 10)
+    return cfg, KNOWN_SHAPES[cfg.data.name][0]
 
 
 def condgan_iteration(preset: str, batch: int, option: str, device: torch.device) -> Callable[[int], None]:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
-    batches = args.batches or (str(ROWS[args.preset][2]) if args.preset in ROWS else "128,64")
+    batches = args.batches or (str(ROWS[args.preset][0]) if args.preset in ROWS else "128,64")
     for batch in (int(b) for b in batches.split(",")):
         rows += bench_batch(args, batch, device)
         print_table(rows, device, peak_tflops(device, args.peak_tflops))
