@@ -86,6 +86,9 @@ def test_run_trains_evaluates_skips_finished_and_writes_markdown(in_process, tmp
         row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
         assert harness.mean_std(accs) in row and "| 2/2 |" in row
     assert "Training diagnostics (ReACGAN Fig. 2)" in md and "→" in md  # the logged norms and probabilities
+    for block in md.split("\n\n"):  # every markdown table row has its header's number of cells
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        assert len({line.count("|") for line in rows}) <= 1, rows
     in_process.clear()
     harness.run(table, [0, 1], tmp_path / "out", echo=lines.append)
     assert in_process == [] and sum("finished before, skipped" in line for line in lines) == 4

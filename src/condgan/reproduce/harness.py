@@ -193,7 +193,7 @@ def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:
     if not out:
         return []
     head = ["row", "D feature norm (early → late)", "cond. loss grad norm (early → late)",
-            "p(target | real) (early → late)", "FID first / last eval"]
+            "p(target class) on reals (early → late)", "FID first / last eval"]
     return ["Training diagnostics (ReACGAN Fig. 2):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
             *out]
 
