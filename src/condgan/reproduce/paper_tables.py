@@ -127,7 +127,8 @@ REACGAN_TABLES = (
     _re("reacgan-t2-imagenet2048", "Table 2, ImageNet 128 px, batch 2048", IMAGENET,
         ("BigGAN", "imagenet128-biggan-2048", 99.71, 7.89, 0.985, 0.989),
         ("ReACGAN", "imagenet128-reacgan-2048", 92.74, 8.23, 0.991, 0.990),
-        note="one run per row in the paper; batch 2048 = 256 per step x 8 accumulation (or GPUs x accumulation)"),
+        note="one run per row in the paper; batch 2048 = 512 per micro-batch x 4 accumulated (StudioGAN's "
+             "batch 512, acml_steps 4)"),
     _table3("reacgan-t3-cifar10", "CIFAR10", CIFAR10, "cifar10", 0),
     _table3("reacgan-t3-tiny", "Tiny-ImageNet", TINY, "tiny", 1),
     _table3("reacgan-t3-cub200", "CUB200", CUB, "cub200", 2),
