@@ -78,9 +78,12 @@ def data_roots(tmp_path_factory):
 
 def _paper_data(tree: dict, data_roots: dict) -> list[str] | None:
     """Overrides running a preset on fabricated data of its layout (None: the built-in mnist5k)."""
-    data = tree["data"]
-    key = (data["name"], data.get("resolution", 32))
-    return None if data["name"] == "mnist5k" else data_roots[key]
+    name = tree["data"]["name"]
+    return None if name == "mnist5k" else data_roots[(name, _resolution(tree))]
+
+
+def _resolution(tree: dict) -> int:
+    return tree["data"].get("resolution", 32)
 
 
 SMALL_NETS = ["model.g_width=8", "model.d_width=8"]  # 64 / 128 px nets at CI size (full width: the slow test)
@@ -93,11 +96,11 @@ def test_every_preset_builds_and_trains_two_steps(name, tmp_path, data_roots):
     and no sample grid or checkpoint keep the test short (the cifar10-reacgan test above runs the full trainer
     with 5 D steps)."""
     tree = load_preset(name)
-    _train_two_steps(name, tree, tmp_path, data_roots, [] if tree["data"].get("resolution", 32) == 32 else SMALL_NETS)
+    _train_two_steps(name, tree, tmp_path, data_roots, [] if _resolution(tree) == 32 else SMALL_NETS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(n for n in list_presets() if load_preset(n)["data"].get("resolution", 32) > 32))
+@pytest.mark.parametrize("name", sorted(n for n in list_presets() if _resolution(load_preset(n)) > 32))
 def test_every_large_preset_trains_two_steps_at_full_width(name, tmp_path, data_roots):
     _train_two_steps(name, load_preset(name), tmp_path, data_roots, [])
 

@@ -121,8 +121,11 @@ def _run_logged(command: list[str], log: Path) -> tuple[int, str]:
     with log.open("a") as f:
         f.write(f"$ {shlex.join(command)}\n")
         f.flush()
+        start = f.tell()
         proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT)
-    tail = [line for line in log.read_text().splitlines() if line.strip()]
+    with log.open("rb") as f:  # only what this command wrote, not the log of every earlier command
+        f.seek(start)
+        tail = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()]
     return proc.returncode, (tail[-1] if tail else "")
 
 

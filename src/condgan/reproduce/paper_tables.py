@@ -9,7 +9,7 @@ rows cannot be named; ``loss.neg_drop`` is there for Table A4 runs.
 """
 from __future__ import annotations
 
-from .tables import Protocol, Row, Table, rows
+from .tables import Protocol, Table, rows
 
 RE = ("IS", "FID", "F1/8", "F8")  # ReACGAN's columns
 FAST = ("IS", "FID", "time_s")  # FastGAN's columns (time: seconds on the paper's GPUs)
@@ -184,4 +184,3 @@ FASTGAN_TABLES = (
 )
 
 PAPER_TABLES: tuple[Table, ...] = (*REACGAN_TABLES, *FASTGAN_TABLES)
-__all__ = ["PAPER_TABLES", "Row"]

@@ -14,7 +14,6 @@ CONDGAN_KEYS: dict[str, str | None] = {
     "F1/8": None, "F8": None,  # Sajjadi et al.'s PRD F-scores; condgan's prdc is Naeem et al.'s (not the same)
     "time_s": None,  # the paper's wall clock on its own GPUs
 }
-LOWER_IS_BETTER = frozenset({"FID", "time_s"})
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,6 @@ class Table:
     sets: tuple[str, ...] = ()  # --set overrides given to every row's `condgan train`
     note: str = ""
 
-    def row(self, label_or_preset: str) -> Row:
-        for r in self.rows:
-            if label_or_preset in (r.label, r.preset):
-                return r
-        raise KeyError(label_or_preset)
-
 
 def rows(columns: tuple[str, ...], *specs: tuple) -> tuple[Row, ...]:
     """Rows from ``(label, preset, *values)`` tuples, values in ``columns`` order (None: not printed)."""
@@ -75,7 +68,6 @@ MNIST_PROTOCOL = Protocol("fid,acc", 2000, backbone="classifier", ref="test",
                           note="the evaluation classifier's features (FID) and predictions (conditional accuracy "
                                "of class-balanced EMA-G samples), 2,000 samples vs the 1,000 held-out digits")
 MNIST_SETS = ("eval.every=500",)  # FID along training, for the Fig. 2 view (every checkpoint)
-TINY_FID = ("FID",)
 
 SMALL_TABLES = (
     Table("mnist5k-t3", "ReACGAN Table 3 (conditioning losses) at mnist5k scale; paper figures: its Tiny-ImageNet "
