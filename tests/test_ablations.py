@@ -211,8 +211,10 @@ def test_the_diagnostics_are_logged(tmp_path):
         with Trainer(tiny_cfg("train.steps=2", f"loss.cond={cond}"), tmp_path / cond, progress=False) as trainer:
             trainer.train()
         record = json.loads((tmp_path / cond / "metrics.jsonl").read_text().splitlines()[-1])
-        assert "d_feat_norm" in record and ("d_p_target" in record) == logged == ("d_cond_grad_norm" in record)
-        assert not logged or (0.0 < record["d_p_target"] < 1.0 and record["d_cond_grad_norm"] > 0.0)
+        diagnostics = {key in record for key in ("d_p_target", "d_cond_grad_norm", "d_head_grad_norm")}
+        assert "d_feat_norm" in record and diagnostics == {logged}
+        assert not logged or (0.0 < record["d_p_target"] < 1.0 and record["d_cond_grad_norm"] > 0.0
+                              and record["d_head_grad_norm"] > 0.0)
 
 
 @pytest.mark.parametrize("cond", ["ac", "d2d_ce"])
@@ -233,7 +235,7 @@ def test_heads_keep_their_weight_and_their_outputs(cond):
 
 
 @pytest.mark.parametrize("cond", ["ac", "d2d_ce"])
-def test_feature_gradient_norm_is_the_per_sample_gradient_of_the_summed_loss(cond):
+def test_gradient_norms_are_the_per_sample_feature_gradients_and_the_head_weights_gradient(cond):
     from condgan.config import build_config
     from condgan.losses import ac_ce
     from condgan.nets.heads import DiscriminatorHeads
@@ -248,8 +250,9 @@ def test_feature_gradient_norm_is_the_per_sample_gradient_of_the_summed_loss(con
     out = heads(h, y)
     objective = Objective(cfg, 4)
     loss = objective.class_loss(out, y)
-    got = objective.feature_gradient_norm(out, loss)
-    (direct,) = torch.autograd.grad(loss * 8, h)  # the summed loss, straight to the features
+    norms = objective.gradient_norms(out, loss)
+    got = norms["d_cond_grad_norm"]
+    (direct,) = torch.autograd.grad(loss * 8, h, retain_graph=True)  # the summed loss, straight to the features
     assert got.item() == pytest.approx(direct.norm(dim=1).mean().item(), rel=1e-12)
     if cond == "ac":  # and by hand: d CE_i / d h_i = (softmax_i - onehot_i) W
         logits, w = out.cls_logits.detach().numpy(), out.head_weight.numpy()
@@ -257,3 +260,121 @@ def test_feature_gradient_norm_is_the_per_sample_gradient_of_the_summed_loss(con
         p[np.arange(8), y.numpy()] -= 1
         assert got.item() == pytest.approx(np.linalg.norm(p @ w, axis=1).mean(), rel=1e-12)
         assert ac_ce(out.cls_logits, y).item() == pytest.approx(loss.item())
+
+
+@pytest.mark.parametrize("cond,clip", [("ac", None), ("ac", 0.5), ("d2d_ce", None)])
+def test_head_gradient_norm_is_the_weights_gradient(cond, clip):
+    from condgan.config import build_config
+    from condgan.losses import clip_feature_norm
+    from condgan.nets.heads import DiscriminatorHeads
+    from condgan.presets import load_preset
+    from condgan.train.objective import Objective
+
+    torch.manual_seed(3)
+    sets = [f"loss.cond={cond}"] + ([f"loss.feature_clip={clip}"] if clip else [])
+    cfg = build_config(load_preset("mnist5k-reacgan"), sets).loss
+    heads = DiscriminatorHeads(6, 4, cond, embed_dim=5, sn=False).double()  # W is the leaf parameter
+    heads.classifier_input = None if clip is None else (lambda x: clip_feature_norm(x, clip))
+    h, y = torch.randn(8, 6, dtype=torch.float64) * 2, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    out = heads(h, y)
+    objective = Objective(cfg, 4)
+    loss = objective.class_loss(out, y)
+    got = objective.gradient_norms(out, loss)["d_head_grad_norm"]
+    (weight_grad,) = torch.autograd.grad(loss, (heads.classifier if cond == "ac" else heads.embed).weight)
+    assert got.item() == pytest.approx(weight_grad.norm().item(), rel=1e-12)
+    if cond == "ac":  # by hand (Sec. 3.1): d L / d W = (softmax - onehot)^T x / N, x the classifier's input
+        x = h.numpy() if clip is None else clip_feature_norm(h, clip).numpy()
+        logits = out.cls_logits.detach().numpy()
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        p[np.arange(8), y.numpy()] -= 1
+        assert got.item() == pytest.approx(np.linalg.norm(p.T @ x / 8), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------- Table A5: feature and gradient clipping
+def ref_clipped_ce(h, w, labels, max_norm) -> float:
+    """Mean CE of logits W clip(h_i), clip(h_i) = h_i min(1, c / ||h_i||), loops over the samples."""
+    total = 0.0
+    for i, y in enumerate(labels):
+        x = h[i] * min(1.0, max_norm / np.linalg.norm(h[i]))
+        logits = w @ x
+        total += -(logits[y] - math.log(np.exp(logits).sum()))
+    return total / len(labels)
+
+
+def classifier_heads(clip):
+    from condgan.nets.heads import DiscriminatorHeads
+
+    torch.manual_seed(2)
+    heads = DiscriminatorHeads(6, 4, "ac", embed_dim=5, sn=False).double()
+    heads.classifier_input = clip
+    return heads
+
+
+def test_feature_clipping_matches_the_numpy_reference_in_value_and_gradient():
+    from condgan.losses import ac_ce, clip_feature_norm
+
+    rng = np.random.default_rng(3)
+    h = rng.normal(size=(7, 6)) * rng.choice([0.2, 1.0, 5.0], size=(7, 1))  # rows below, near and above c
+    labels = np.array([0, 1, 2, 3, 0, 1, 2])
+    heads = classifier_heads(lambda x: clip_feature_norm(x, 1.5))
+    w = heads.classifier.weight.detach().numpy()
+    x = t64(h, grad=True)
+    loss = ac_ce(heads(x, torch.from_numpy(labels)).cls_logits, torch.from_numpy(labels))
+    assert loss.item() == pytest.approx(ref_clipped_ce(h, w, labels, 1.5), rel=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), central_diff(lambda v: ref_clipped_ce(v, w, labels, 1.5), h),
+                               atol=1e-7)
+    clipped = clip_feature_norm(t64(h), 1.5).numpy()
+    norms = np.linalg.norm(h, axis=1)
+    assert np.allclose(np.linalg.norm(clipped, axis=1), np.minimum(norms, 1.5), rtol=1e-14)
+    assert np.array_equal(clipped[norms <= 1.5], h[norms <= 1.5])  # rows within the bound pass unchanged
+    assert torch.equal(clip_feature_norm(torch.zeros(2, 3), 1.0), torch.zeros(2, 3))  # no 0 / 0
+
+
+def test_gradient_clipping_keeps_the_loss_and_clips_each_samples_classifier_gradient():
+    from condgan.config import build_config
+    from condgan.presets import load_preset
+    from condgan.train.objective import Objective
+
+    h = np.random.default_rng(4).normal(size=(8, 6)) * np.array([[0.2], [3.0]] * 4)
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    heads, y = classifier_heads(None), torch.from_numpy(labels)
+    cfg = build_config(load_preset("mnist5k-acgan"), ["loss.cls_grad_clip=1.2"]).loss
+    x = t64(h, grad=True)
+    loss = Objective(cfg, 4).class_loss(heads(x, y), y)
+    w = heads.classifier.weight.detach().numpy()
+    assert loss.item() == pytest.approx(ref_clipped_ce(h, w, labels, math.inf), rel=1e-12)  # the plain CE's value
+    (loss * 5).backward()  # a loss weight (or a loss scaler) scales the clipped gradient, not the bound
+    # by hand: sample i's CE gradient is (p_i - e_i) h_i^T for W and (p_i - e_i) W for h_i; both get
+    # k_i = min(1, 1.2 / (||p_i - e_i|| ||h_i||)), the norm of the first
+    logits = h @ w.T
+    miss = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    miss[np.arange(8), labels] -= 1
+    per_sample = np.linalg.norm(miss, axis=1) * np.linalg.norm(h, axis=1)
+    assert (per_sample > 1.2).any() and (per_sample < 1.2).any()  # both cases are exercised
+    k = np.minimum(1.0, 1.2 / per_sample)[:, None]
+    np.testing.assert_allclose(x.grad.numpy(), 5 * k * (miss @ w) / 8, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(heads.classifier.weight.grad.numpy(), 5 * (k * miss).T @ h / 8, rtol=1e-10,
+                               atol=1e-15)
+    assert np.linalg.norm(k[:, 0, None, None] * miss[:, :, None] * h[:, None, :], axis=(1, 2)).max() <= 1.2 + 1e-12
+
+
+@pytest.mark.parametrize("key", ["feature_clip", "cls_grad_clip"])
+def test_each_clipping_trains(tmp_path, key):
+    from condgan.nets.registry import build_nets
+
+    cfg = tiny_cfg("train.steps=2", "loss.cond=ac", f"loss.{key}=2.0")
+    _g, d = build_nets(cfg, 10, 1)
+    assert (d.heads.classifier_input is not None) == (key == "feature_clip")
+    with Trainer(cfg, tmp_path, progress=False) as trainer:
+        trainer.train()
+    assert trainer.step == 2
+
+
+def test_clipping_needs_ac_a_positive_bound_and_one_cure():
+    with pytest.raises(ConfigError, match="'loss.feature_clip' must be > 0 and needs loss.cond ac; got 1.0 with cond="):
+        tiny_cfg("loss.feature_clip=1.0")
+    with pytest.raises(ConfigError, match="'loss.cls_grad_clip' must be > 0 .* got 0.0"):
+        tiny_cfg("loss.cond=ac", "loss.cls_grad_clip=0")
+    with pytest.raises(ConfigError, match="two cures of Table A5: set one"):
+        tiny_cfg("loss.cond=ac", "loss.cls_grad_clip=1", "loss.feature_clip=1")

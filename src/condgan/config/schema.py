@@ -90,6 +90,11 @@ class LossConfig:
     data_to_data: bool = True  # negatives: the batch's samples of other classes; false: the other classes' proxies
     margins: bool = True  # easy positive / negative suppression with m_p and m_n
     neg_drop: float = 0.0  # D2D-CE: each negative pair leaves the denominator with this probability (Table A4)
+    # ac's cures of ReACGAN Table A5 (at most one): the classifier's input features clipped to this L2 norm per
+    # sample, or each sample's CE gradient with respect to the classifier's weight clipped to this norm
+    # (losses.conditional)
+    feature_clip: float | None = None
+    cls_grad_clip: float | None = None
 
 
 @dataclass

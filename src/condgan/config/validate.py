@@ -102,6 +102,14 @@ def _validate_ablation(cfg: Config) -> None:
         raise ConfigError(f"config key 'loss.neg_drop' must be in [0, 1) and needs loss.cond d2d_ce with its "
                           f"data-to-data negatives and margins; got {loss.neg_drop} with cond={loss.cond!r}"
                           + (f", {', '.join(changed)}" if changed else ""))
+    clips = [(key, value) for key in ("feature_clip", "cls_grad_clip") if (value := getattr(loss, key)) is not None]
+    if len(clips) > 1:
+        raise ConfigError("config keys 'loss.feature_clip' and 'loss.cls_grad_clip' are two cures of Table A5: "
+                          "set one of them")
+    for key, value in clips:
+        if not value > 0 or loss.cond != "ac":
+            raise ConfigError(f"config key 'loss.{key}' must be > 0 and needs loss.cond ac; got {value} with "
+                              f"cond={loss.cond!r}")
 
 
 def _validate_grid(cfg: Config) -> None:

@@ -23,6 +23,10 @@ classes (data-to-data, Eq. 5); margins off: P_i = pos_i / T, Q_in = s_in / T; on
 P_i = min(pos_i - m_p, 0) / T, Q_in = max(s_in - m_n, 0) / T. Data-to-class without margins is the feature-
 normalised softmax cross-entropy ("+ Normalization"), data-to-data without margins "+ Data-to-data", with
 margins D2D-CE ("+ Suppression"), data-to-class with margins "- Data-to-data".
+
+Table A5's other cures for AC's exploding features and gradients act on the classifier's input h [N, F]:
+feature clipping rescales each row to norm at most c (h_i min(1, c / ||h_i||)); gradient clipping keeps the
+loss's value and rescales each sample's gradient d CE_i / d W (the classifier's weight) to norm at most c.
 """
 from __future__ import annotations
 
@@ -163,6 +167,33 @@ def multi_hinge(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     target = logits.gather(1, targets[:, None])                       # [N, 1]
     others = logits.scatter(1, targets[:, None], float("-inf"))       # the target column drops out of the max
     return F.relu(1.0 + others.amax(dim=1) - target[:, 0]).mean()
+
+
+def clip_feature_norm(h: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Each row of h [N, F] rescaled to L2 norm at most ``max_norm`` (differentiable; rows within it unchanged)."""
+    norm = h.norm(dim=1, keepdim=True)
+    return h * (max_norm / norm.clamp(min=max_norm))
+
+
+def ac_ce_clipped(logits: torch.Tensor, labels: torch.Tensor, features: torch.Tensor,
+                  max_norm: float) -> torch.Tensor:
+    """AC's cross-entropy with each sample's gradient of the classifier clipped (Table A5's gradient clipping).
+
+    logits [N, K] = h W^T (+ b) of features h [N, F]; labels [N] int64. Sample i's gradient with respect to the
+    classifier's weight, (softmax_i - onehot_i) h_i^T, has norm ||softmax_i - onehot_i|| ||h_i||: the product of
+    feature norm and misclassification that ReACGAN's Sec. 3.1 finds exploding. The value is the mean CE; the
+    gradient is that of mean_i k_i CE_i with k_i = min(1, c / that norm) held constant, so every sample's
+    contribution to W's gradient is at most c (to h_i's, W's share of it too), whatever the batch size, the loss
+    weight or a loss scaler. Returns a scalar.
+    """
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    with torch.no_grad():
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision: k in float32
+        probs = logits.to(dtype).softmax(dim=1)
+        miss = (probs - F.one_hot(labels, probs.shape[1]).to(dtype)).norm(dim=1)
+        k = max_norm / (miss * features.to(dtype).norm(dim=1)).clamp(min=max_norm)
+    clipped = (k.to(ce.dtype) * ce).mean()
+    return ce.mean().detach() + (clipped - clipped.detach())
 
 
 def _similarities(embed: torch.Tensor, proxy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ Layout and biases follow the StudioGAN reference models.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +99,13 @@ def _table(module: nn.Module) -> torch.Tensor:
 
 
 class DiscriminatorHeads(nn.Module):
-    """Heads on pooled features: forward(h [N, F], y [N] long) -> DOutput."""
+    """Heads on pooled features: forward(h [N, F], y [N] long) -> DOutput.
+
+    ``classifier_input`` (None: identity) maps h to what the classifier head (ac) sees: ReACGAN Table A5's
+    feature clipping (set by :func:`condgan.nets.registry.build_nets`); every other head sees h.
+    """
+
+    classifier_input: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __init__(self, in_features: int, num_classes: int, cond: str, embed_dim: int, sn: bool,
                  aux: str = "none", cls_bias: bool = False) -> None:
@@ -132,7 +139,8 @@ class DiscriminatorHeads(nn.Module):
                 setattr(out, field, _table(head))
             elif name in ("classifier", "embed"):  # what head(h) computes, keeping the weight it used
                 weight = _table(head)
-                setattr(out, field, F.linear(h, weight, head.bias))
+                x = self.classifier_input(h) if name == "classifier" and self.classifier_input else h
+                setattr(out, field, F.linear(x, weight, head.bias))
                 out.head_weight = weight.detach()
             else:
                 setattr(out, field, head(h))

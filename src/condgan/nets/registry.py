@@ -7,10 +7,12 @@ import the config package (it imports this one).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 from torch import nn
 
+from ..losses.conditional import clip_feature_norm
 from .biggan import BigGANDiscriminator, BigGANGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .deep_cnn import DeepCNNGenerator
@@ -137,4 +139,7 @@ def build_nets(cfg: Config, num_classes: int, img_channels: int) -> Pair:
     """(G, D) for ``cfg.model.arch`` at ``cfg.data.resolution``, for images of ``img_channels`` channels.
 
     The config has been validated (:func:`model_problem` is None for it)."""
-    return ARCHITECTURES[cfg.model.arch].build(cfg, num_classes, img_channels)
+    g, d = ARCHITECTURES[cfg.model.arch].build(cfg, num_classes, img_channels)
+    if cfg.loss.feature_clip is not None:  # ReACGAN Table A5's feature clipping, before the classifier head
+        d.heads.classifier_input = partial(clip_feature_norm, max_norm=cfg.loss.feature_clip)
+    return g, d

@@ -7,8 +7,9 @@ embeddings and the proxies of the given labels:
     none, pd   no separate term (PD lives in D's adversarial logit)
     ac/2c/d2d_ce  D: + lambda L(real, y_r) [+ lambda L(fake, y_f) with loss.ac_fake_in_d]   G: + lambda L(fake, y_f)
     mh         replaces the adversarial loss. D: MH(real, y_r) + MH(fake, C)   G: lambda MH(fake, y_f) + fm FM
-G's lambda is ``loss.g_cond_weight`` when set. FastGAN (ac): D + alpha_f KL(U || p(.|x_f)), alpha_f =
-``loss.fake_kl_weight`` (see condgan.losses.fastgan). ``loss.d_fake_weight`` scales D's adversarial loss on fakes.
+G's lambda is ``loss.g_cond_weight`` when set; ac's CE is ac_ce_clipped under ``loss.cls_grad_clip``. FastGAN
+(ac): D + alpha_f KL(U || p(.|x_f)), alpha_f = ``loss.fake_kl_weight`` (see condgan.losses.fastgan).
+``loss.d_fake_weight`` scales D's adversarial loss on fakes.
 Auxiliary variants (StudioGAN's reference forms) of ac / 2c / d2d_ce, L~ = L on the twin heads:
     tac        D: + a_d L~(fake, y_f)                      G: - a_g L~(fake, y_f)
     adc        2C classes, reals are 2y_r; D: + lambda L(fake, 2y_f + 1)
@@ -27,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import LossConfig
-from ..losses import ADVERSARIAL, ac_ce, contrastive_2c, d2d_ce, kl_to_uniform, multi_hinge, normalized_ce
+from ..losses import (ADVERSARIAL, ac_ce, ac_ce_clipped, clip_feature_norm, contrastive_2c, d2d_ce, kl_to_uniform,
+                      multi_hinge, normalized_ce)
 from ..nets.heads import DOutput
 
 Terms = dict[str, tuple[torch.Tensor, float]]  # name -> (unweighted value, weight)
@@ -51,6 +53,8 @@ class Objective:
     def class_loss(self, out: DOutput, labels: torch.Tensor, twin: bool = False) -> torch.Tensor:
         """L(out, labels) of the classifier-like methods (ac, 2c, d2d_ce), on the twin heads if ``twin``."""
         c = self.cfg
+        if c.cond == "ac" and c.cls_grad_clip is not None and not twin:  # Table A5's gradient clipping
+            return ac_ce_clipped(out.cls_logits, labels, out.features, c.cls_grad_clip)
         if c.cond == "ac":
             return ac_ce(out.tac_logits if twin else out.cls_logits, labels)
         embed, table = (out.tac_embed, out.tac_proxies) if twin else (out.embed, out.proxies)
@@ -83,19 +87,25 @@ class Objective:
                 return None
             return logits.float().softmax(dim=1).gather(1, labels[:, None]).mean()
 
-    def feature_gradient_norm(self, out: DOutput, cond_loss: torch.Tensor) -> torch.Tensor | None:
-        """Mean over the samples of ||d(sum_i L_i) / d h_i||: the conditional loss's gradient with respect to D's
-        features (ReACGAN Fig. 2), from ``cond_loss`` (the batch mean computed from ``out``) through the
-        classifier (ac) or embedding (2c, d2d_ce) head's weight. None for the other methods or without a graph.
+    def gradient_norms(self, out: DOutput, cond_loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """ReACGAN Fig. 2's gradient norms of ``cond_loss`` (the batch mean computed from ``out``), no graph:
+        ``d_cond_grad_norm``, the mean over samples of ||d(sum_i L_i) / d h_i|| (D's features), and
+        ``d_head_grad_norm``, ||d cond_loss / d W||_F for the weight W the classifier (ac) or embedding (2c,
+        d2d_ce) head applies to h: the classifier gradient of the paper's Sec. 3.1, which grows with the feature
+        norms. {} for the other methods or without a graph.
 
         Under torchrun a gathered loss's gradient reaches each rank's rows summed over the ranks (see
         condgan.distributed), i.e. 1 / local batch times the sum's, as in one process: one scaling serves both.
         """
         head_out = out.cls_logits if self.cfg.cond == "ac" else out.embed
         if self.cfg.cond not in ("ac", "2c", "d2d_ce") or not cond_loss.requires_grad or out.head_weight is None:
-            return None
+            return {}
         (grad,) = torch.autograd.grad(cond_loss, head_out, retain_graph=True)
-        return (grad.detach() * head_out.shape[0] @ out.head_weight.to(grad.dtype)).norm(dim=1).mean()
+        grad, h = grad.detach(), out.features.detach().to(grad.dtype)
+        if self.cfg.cond == "ac" and self.cfg.feature_clip is not None:  # what the classifier saw
+            h = clip_feature_norm(h, self.cfg.feature_clip)
+        return {"d_cond_grad_norm": (grad * head_out.shape[0] @ out.head_weight.to(grad.dtype)).norm(dim=1).mean(),
+                "d_head_grad_norm": (grad.t() @ h).norm()}
 
     def _labels(self, y: torch.Tensor, fake: bool = False) -> torch.Tensor:
         """Class indices of the main classifier: y, or 2y (real) / 2y + 1 (fake) under ADC."""

@@ -51,8 +51,9 @@ class StandardStrategy:
     Every D pass goes through ``self.d_pass`` (augmentation, autocast, DDP sync, float outputs).
     The ReACGAN paper's Fig. 2 diagnostics are logged with the losses: ``d_feat_norm`` (the mean L2 norm of D's
     pooled features on reals) and, for ac / 2c / d2d_ce, ``d_p_target`` (the classifier's mean probability of
-    the target class on reals) and ``d_cond_grad_norm`` (the mean norm of the conditional loss's gradient with
-    respect to those features).
+    the target class on reals), ``d_cond_grad_norm`` (the mean norm of the conditional loss's gradient with
+    respect to those features) and ``d_head_grad_norm`` (the norm of its gradient with respect to the
+    classifier / embedding head's weight).
     """
 
     def __init__(self, cfg: Config, models: Models, sampler: BatchSampler, num_classes: int,
@@ -107,9 +108,9 @@ class StandardStrategy:
         losses = total("d", add_terms(real_terms, self.objective.d_fake_terms(fake, y_fake)), reg)
         losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
         if "d_cond" in real_terms:
-            diagnostics = {"d_p_target": self.objective.target_probability(real, y_real),
-                           "d_cond_grad_norm": self.objective.feature_gradient_norm(real, real_terms["d_cond"][0])}
-            losses.update({name: value for name, value in diagnostics.items() if value is not None})
+            p_target = self.objective.target_probability(real, y_real)
+            losses.update({} if p_target is None else {"d_p_target": p_target})
+            losses.update(self.objective.gradient_norms(real, real_terms["d_cond"][0]))
         return losses
 
     def d_update(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
