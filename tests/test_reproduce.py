@@ -95,6 +95,12 @@ def test_run_trains_evaluates_skips_finished_and_writes_markdown(in_process, tmp
     assert path.read_text().split("\n", 3)[3] == md.split("\n", 3)[3]  # same table (the header has the date)
 
 
+def test_diagnostics_give_the_first_peak_and_last_tenth_averaged_over_seeds():
+    rise_and_fall = [0.0] * 10 + [10.0] * 2 + [1.0] * 8  # tenths of 2 steps: 0 x5, 10, 1 x4
+    assert harness._first_peak_last([rise_and_fall, [2.0] * 20]) == "1 → 6 → 1.5"
+    assert harness._first_peak_last([[4.0, 8.0]]) == "4 → 8 → 8"  # fewer steps than tenths
+
+
 def test_a_diverged_row_is_recorded_and_a_bad_input_stops_the_table(in_process, tmp_path, monkeypatch):
     table = _small_table(Row("D2D-CE", "mnist5k-reacgan"), Row("AC", "mnist5k-acgan"))
     real = harness._run_logged

@@ -24,7 +24,9 @@ from ..config import ConfigError
 from .tables import CONDGAN_KEYS, Table
 
 EVAL_RECORD = "reproduce_eval.json"  # in the run dir, written by `condgan eval --out`
-DIAGNOSTICS = ("d_feat_norm", "d_cond_grad_norm", "d_p_target")  # ReACGAN Fig. 2, logged per D step
+# ReACGAN Fig. 2, logged per D step, with their column headings
+DIAGNOSTICS = {"d_feat_norm": "D feature norm", "d_head_grad_norm": "cond. loss grad norm, head weight",
+               "d_cond_grad_norm": "cond. loss grad norm, features", "d_p_target": "p(target class) on reals"}
 
 
 class ReproduceError(ConfigError):
@@ -174,9 +176,10 @@ def markdown(table: Table, todo: list[Job], device: str) -> str:
 
 
 def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:
-    """ReACGAN Fig. 2 from the runs' logs: D's feature norm, the conditional loss's gradient norm w.r.t. the
-    features and the target-class probability on reals (means over the first and last 10% of logged steps,
-    then over seeds), and the FID of the periodic evaluations (first, best, last)."""
+    """ReACGAN Fig. 2 from the runs' logs: D's feature norm, the conditional loss's gradient norms w.r.t. the
+    head's weight and the features, and the target-class probability on reals (each over tenths of the logged
+    steps: the first, the largest and the last tenth's mean, then averaged over seeds), and the FID of the
+    periodic evaluations (first, last, best)."""
     out = []
     for row in table.rows:
         logs = [_read_log(j.run_dir / "metrics.jsonl") for j in todo if j.label == row.label]
@@ -187,7 +190,7 @@ def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:
         for key in DIAGNOSTICS:
             series = [[r[key] for r in log if key in r] for log in logs]
             series = [s for s in series if s]
-            cells += [_early_late(series)] if series else ["—"]
+            cells += [_first_peak_last(series)] if series else ["—"]
         fids = [[r["eval"]["fid"] for r in log if "fid" in r.get("eval", {})] for log in logs]
         fids = [f for f in fids if f]
         cells.append(" / ".join(mean_std([f[i] for f in fids]) for i in (0, -1)) + " (best " +
@@ -195,20 +198,20 @@ def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:
         out.append("| " + " | ".join(cells) + " |")
     if not out:
         return []
-    head = ["row", "D feature norm (early → late)", "cond. loss grad norm (early → late)",
-            "p(target class) on reals (early → late)", "FID first / last eval"]
+    head = ["row", *(f"{name} (first → peak → last tenth)" for name in DIAGNOSTICS.values()),
+            "FID first / last eval"]
     return ["Training diagnostics (ReACGAN Fig. 2):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
             *out]
 
 
-def _early_late(series: list[list[float]]) -> str:
-    def window(s: list[float], late: bool) -> float:
-        k = max(1, len(s) // 10)
-        part = s[-k:] if late else s[:k]
-        return sum(part) / len(part)
-    early = [window(s, False) for s in series]
-    late = [window(s, True) for s in series]
-    return f"{sum(early) / len(early):.3g} → {sum(late) / len(late):.3g}"
+def _first_peak_last(series: list[list[float]]) -> str:
+    """'first → peak → last' of each series' tenths (block means), averaged over the series (seeds)."""
+    def tenths(s: list[float]) -> list[float]:
+        bounds = [round(i * len(s) / 10) for i in range(11)]
+        blocks = [s[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+        return [sum(b) / len(b) for b in blocks]
+    picks = [(t[0], max(t), t[-1]) for t in map(tenths, series)]
+    return " → ".join(f"{sum(p[i] for p in picks) / len(picks):.3g}" for i in range(3))
 
 
 def _read_log(path: Path) -> list[dict]:

@@ -4,8 +4,11 @@ ReACGAN (Kang et al. 2021) reports IS, FID and Sajjadi et al.'s precision / reca
 many generated images as the reference split holds (CIFAR10 test 10k, Tiny-ImageNet val 10k, CUB200 train 5,994,
 ImageNet val 50k), StudioGAN's Inception Score over one split; FastGAN (Zhong et al. 2020) IS over 50k samples
 (10 splits, mean ± std) and FID. Rows marked * in the papers (figures copied from other papers) are not listed.
-Table A4's masking probabilities and Table A5's clipping thresholds were lost from the paper's text, so their
-rows cannot be named; ``loss.neg_drop`` is there for Table A4 runs.
+Table A4's masking probabilities and Table A5's clipping thresholds and lowered lambdas were lost from the
+paper's text: Table A4's rows run condgan's own grid of probabilities (the paper's FIDs, in its column order, are
+in the table's note; only the unmasked row can be matched to a figure), and Table A5's clipping rows run
+thresholds of condgan's choosing (the presets say why). A5's figures follow the order of its text: lowered-lambda
+ACGAN columns, then Normalization, Feature clipping, Gradient clipping, D2D-CE.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from .tables import Protocol, Table, rows
 RE = ("IS", "FID", "F1/8", "F8")  # ReACGAN's columns
 FAST = ("IS", "FID", "time_s")  # FastGAN's columns (time: seconds on the paper's GPUs)
 CIFAR10 = Protocol("fid,is", 10000, is_splits=1, note="10k CIFAR10 test images vs 10k fakes")
+CIFAR100 = Protocol("fid,is", 10000, is_splits=1, note="10k CIFAR100 test images vs 10k fakes")
 TINY = Protocol("fid,is", 10000, is_splits=1, note="Tiny-ImageNet's 10k validation images vs 10k fakes")
 CUB = Protocol("fid,is", 5994, is_splits=1, note="CUB200's 5,994 training images vs as many fakes")
 IMAGENET = Protocol("fid,is", 50000, is_splits=1, note="ImageNet's 50k validation images vs 50k fakes")
@@ -110,6 +114,27 @@ def _table6(name: str, column: str, protocol: Protocol, p: str, k: int) -> Table
                note="'+ Suppression' is ReACGAN itself (the reference-form run)")
 
 
+def _table_a4(name: str, column: str, protocol: Protocol, p: str, fids: tuple[float, ...]) -> Table:
+    """Table A4's column: D2D-CE with negatives dropped at condgan's grid of probabilities, then none dropped."""
+    masked = [(f"masking p = {q / 100:g}", f"{p}-reacgan-drop{q:02d}") for q in (90, 70, 50, 30, 10)]
+    return Table(name, f"ReACGAN Table A4 (dropped negatives), {column}", ("FID",), protocol, rows(
+        ("FID",), *masked, ("no masking (ReACGAN)", f"{p}-reacgan", fids[-1])),
+        note=f"the paper's probabilities were lost in the text; its FIDs from most to least masking: "
+             f"{', '.join(f'{x:.2f}' for x in fids)}")
+
+
+def _table_a5(name: str, column: str, protocol: Protocol, p: str, fids: tuple[float, ...],
+              lowered: tuple[float, ...]) -> Table:
+    """Table A5's column: the cures of AC's collapse (fids: Normalization, feature / gradient clipping, D2D-CE)."""
+    normalization = "tiny-ablation-normalization" if p == "tiny" else f"{p}-ablation-normalization"
+    return Table(name, f"ReACGAN Table A5 (cures of AC's early collapse), {column}", ("FID",), protocol, rows(
+        ("FID",), ("ACGAN (lambda 1)", f"{p}-acgan"), ("Normalization", normalization, fids[0]),
+        ("Feature clipping", f"{p}-acgan-feature-clip", fids[1]),
+        ("Gradient clipping", f"{p}-acgan-grad-clip", fids[2]), ("D2D-CE (ReACGAN)", f"{p}-reacgan", fids[3])),
+        note=f"lowered-lambda ACGAN columns (lambdas lost in the text) print FID {', '.join(map(str, lowered))}; "
+             f"set loss.cond_weight on the ACGAN row to run them; the clipping thresholds are condgan's")
+
+
 REACGAN_TABLES = (
     _table1("reacgan-t1-cifar10", "CIFAR10", CIFAR10, "cifar10", {k: v[0] for k, v in T1.items()}),
     _table1("reacgan-t1-tiny", "Tiny-ImageNet", TINY, "tiny", {k: v[1] for k, v in T1.items()}),
@@ -152,6 +177,12 @@ REACGAN_TABLES = (
     Table("reacgan-ta3-resnet-tiny", "ReACGAN Table A3, ResNet on Tiny-ImageNet", ("FID",), TINY, rows(
         ("FID",), ("AC", "tiny-resnet-ac", 87.84), ("PD", "tiny-sngan", 47.88),
         ("2C", "tiny-resnet-2c", 40.56), ("D2D-CE (ReACGAN)", "tiny-resnet-reacgan", 40.89))),
+    _table_a4("reacgan-ta4-cifar10", "CIFAR10", CIFAR10, "cifar10", (11.15, 8.07, 8.11, 7.83, 8.01, 7.88)),
+    _table_a4("reacgan-ta4-tiny", "Tiny-ImageNet", TINY, "tiny", (60.74, 30.04, 28.64, 28.59, 28.68, 27.10)),
+    _table_a5("reacgan-ta5-cifar100", "CIFAR100", CIFAR100, "cifar100", (13.17, 17.47, 40.23, 12.25),
+              (12.30, 13.61, 15.60, 16.92)),
+    _table_a5("reacgan-ta5-tiny", "Tiny-ImageNet", TINY, "tiny", (28.04, 57.65, 108.30, 27.10),
+              (62.86, 92.05, 104.34, 98.75)),
 )
 
 
