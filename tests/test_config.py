@@ -50,6 +50,29 @@ def test_unknown_key_in_config_file(tmp_path):
     assert "'train.n_diss'" in one_line_error(e) and "train.n_dis" in str(e.value)
 
 
+def test_a_config_file_starts_from_the_preset_its_base_names(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("base: cifar10-acgan-mod\nloss:\n  cond_weight: 0.5\ntrain:\n  steps: 7\n")
+    cfg = resolve_config(None, str(f), ["train.batch_size=16"])
+    preset = build_config(load_preset("cifar10-acgan-mod"))
+    assert sorted(diff(preset, cfg)) == ["loss.cond_weight", "train.batch_size", "train.steps"]
+    assert (cfg.loss.cond_weight, cfg.train.steps, cfg.train.batch_size) == (0.5, 7, 16)
+    for base, culprit in (("cifar10-acgam-mod", "unknown preset 'cifar10-acgam-mod' (did you mean 'cifar10-acgan-mod'"),
+                          ("[1, 2]", "'base' must name a preset")):
+        f.write_text(f"base: {base}\n")
+        with pytest.raises(ConfigError) as e:
+            resolve_config(None, str(f), [])
+        assert one_line_error(e).startswith(f"config file {f}: ") and culprit in str(e.value)
+
+
+def test_version(capsys):
+    from condgan import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"condgan {__version__}\n"
+
+
 def test_presets_resolve_and_round_trip():
     names = list_presets()
     assert DEFAULT_PRESET in names and "cifar10-reacgan" in names

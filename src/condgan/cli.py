@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from .config import Config, ConfigError, build_config, load_yaml, to_yaml
-from .presets import DEFAULT_PRESET, list_presets, load_preset
+from . import __version__
+from .presets import DEFAULT_PRESET, list_presets, load_preset, with_base
 
 # (classes, channels) of the built-in datasets, to build nets without loading data (`presets --show`).
 KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3), "tiny_imagenet": (200, 3),
@@ -16,10 +17,17 @@ KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3), "t
 
 
 def resolve_config(preset: str | None, config_file: str | None, overrides: list[str]) -> Config:
-    """Preset or config file, then ``--set`` overrides."""
+    """Preset or config file (over the preset its ``base:`` names, if any), then ``--set`` overrides."""
     if preset and config_file:
         raise ConfigError("give either --preset or --config, not both")
-    tree = load_yaml(config_file) if config_file else load_preset(preset or DEFAULT_PRESET)
+    if not config_file:
+        return build_config(load_preset(preset or DEFAULT_PRESET), overrides)
+    try:
+        tree = with_base(load_yaml(config_file))
+    except ConfigError as e:
+        if str(e).startswith("config file"):
+            raise
+        raise ConfigError(f"config file {config_file}: {e}") from None
     return build_config(tree, overrides)
 
 
@@ -106,6 +114,7 @@ class _Parser(argparse.ArgumentParser):
 
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="condgan", description="Train and evaluate class-conditional GANs.")
+    p.add_argument("--version", action="version", version=f"condgan {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (rerun the same command to resume; under torchrun: "

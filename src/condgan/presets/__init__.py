@@ -35,8 +35,18 @@ def load_preset(name: str, _chain: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"preset '{name}' is its own base (via {' -> '.join(_chain)})")
     with resources.as_file(files[name]) as f:
         tree = load_yaml(f)
+    return with_base(tree, _chain + (name,))
+
+
+def with_base(tree: dict, _chain: tuple[str, ...] = ()) -> dict:
+    """``tree`` (a preset's or a user's config file) merged over the preset its ``base: NAME`` names, if any."""
+    tree = dict(tree)
     base = tree.pop("base", None)
-    return _merge(load_preset(str(base), _chain + (name,)), tree) if base else tree
+    if base is None:
+        return tree
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"'base' must name a preset (see `condgan presets`); got {base!r}")
+    return _merge(load_preset(base, _chain), tree)
 
 
 def _merge(base: dict, over: dict) -> dict:
