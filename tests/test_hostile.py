@@ -210,7 +210,7 @@ def test_checkpoint_beyond_train_steps_is_refused(tmp_path, capsys):
 
 
 def test_description_may_change_and_a_finished_run_may_be_extended(tmp_path, capsys):
-    over = ("train.ckpt_every=2", "optim.lr_decay=linear", "train.log_every=2")
+    over = ("train.ckpt_every=2", "optim.lr_decay=linear", "train.log_every=2", "optim.d_lr=4e-4")
     run = finished_run(tmp_path, *over)
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["lr_g"] == 0.0  # decayed to 0 at 4
     code, out, err = run_main(capsys, *tiny_train_args(run, "train.steps=8", "description=longer", *over))
@@ -219,6 +219,7 @@ def test_description_may_change_and_a_finished_run_may_be_extended(tmp_path, cap
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # the lr follows the new curve from the resumed step: 2e-4 * (1 - t/8) after t = 6 steps
     assert records[-2]["step"] == 6 and records[-2]["lr_g"] == pytest.approx(2e-4 * (1 - 6 / 8))
+    assert records[-2]["lr_d"] == pytest.approx(4e-4 * (1 - 6 / 8))  # D's own schedule, logged beside G's
     assert "steps: 8" in (run / "config.yaml").read_text()
 
 

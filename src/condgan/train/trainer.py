@@ -214,7 +214,8 @@ class Trainer:
             self._check_finite(first_bad)
             return
         record = {"step": self.step, **{k: round(v, 6) for k, v in zip(names, values)},
-                  "lr_g": self.run.sched_g.get_last_lr()[0], "it_per_s": round(steps / max(elapsed, 1e-9), 3),
+                  "lr_g": self.run.sched_g.get_last_lr()[0], "lr_d": self.run.sched_d.get_last_lr()[0],
+                  "it_per_s": round(steps / max(elapsed, 1e-9), 3),
                   "time": round(time.time(), 3)}
         append_line(self.out / "metrics.jsonl", json.dumps(record))
         bar.set_postfix({k: f"{v:.3f}" for k, v in zip(names, values) if k in ("d_loss", "g_loss")})
