@@ -135,7 +135,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth")
     e.add_argument("--no-download", action="store_true", help="never download the Inception weights")
     e.add_argument("--is-splits", type=int, default=10, help="Inception Score splits (default 10)")
-    e.add_argument("--batch-size", type=int, default=250)
+    e.add_argument("--batch-size", type=int, default=250,
+                   help="images the generator makes per batch (default 250); lower it if memory runs out")
     e.add_argument("--seed", type=int, default=0, help="latent seed of the samples (0 to 2^63 - 1)")
     e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     e.add_argument("--out", help="where to write the JSON record (default RUN_DIR/eval.json)")
