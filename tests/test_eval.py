@@ -270,6 +270,14 @@ def test_cli_eval_classifier_backbone_twice_reuses_reference(tiny_run, capsys):
     second = json.loads((tiny_run / "eval.json").read_text())
     assert second["protocol"]["reference"]["from_cache"]
     assert second["metrics"]["fid"] == first["metrics"]["fid"]  # same seed, same samples
+    # eval.json keeps every evaluation, oldest first, the top level being the newest
+    assert [r["protocol"]["reference"]["from_cache"] for r in second["history"]] == [False, True]
+    assert second["history"][-1] == {k: v for k, v in second.items() if k != "history"}
+    assert second["history"][0] == {k: v for k, v in first.items() if k != "history"}
+    old = {k: v for k, v in first.items() if k != "history"}  # a record written before histories were kept
+    (tiny_run / "old.json").write_text(json.dumps(old))
+    assert main(args + ["--out", str(tiny_run / "old.json")]) == 0
+    assert json.loads((tiny_run / "old.json").read_text())["history"][0] == old
 
 
 def test_cli_eval_inception_backbone(tmp_path, weights_file, capsys):

@@ -1,4 +1,8 @@
-"""``condgan eval RUN_DIR_OR_CHECKPOINT``: score a trained generator (G_ema) and write ``eval.json``."""
+"""``condgan eval RUN_DIR_OR_CHECKPOINT``: score a trained generator (G_ema) and write ``eval.json``.
+
+The record's top level is this evaluation; its ``history`` lists every evaluation written to that file, oldest
+first, this one last, so re-scoring a run (another checkpoint, metric or protocol) loses nothing.
+"""
 from __future__ import annotations
 
 import argparse
@@ -74,10 +78,21 @@ def run_eval(args: argparse.Namespace) -> int:
         G = load_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
         record = {"checkpoint": str(path), "step": int(state["step"]), "generator": "G_ema",
                   **evaluator(G, cfg.model.z_dim)}
-        pending.commit_text(json.dumps(record, indent=2) + "\n")
+        history = _history(out) + [record]
+        pending.commit_text(json.dumps({**record, "history": history}, indent=2) + "\n")
     print(format_table(record))
     print(f"wrote {out}")
     return 0
+
+
+def _history(path: Path) -> list[dict]:
+    """The records an earlier eval record at ``path`` holds, oldest first ([] if none; a record written before
+    histories were kept counts as one)."""
+    if not _is_eval_record(path):
+        return []
+    record = json.loads(path.read_text())
+    history = record.pop("history", None)
+    return history if isinstance(history, list) else [record]
 
 
 def _is_eval_record(path: Path) -> bool:
@@ -139,6 +154,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="images the generator makes per batch (default 250); lower it if memory runs out")
     e.add_argument("--seed", type=int, default=0, help="latent seed of the samples (0 to 2^63 - 1)")
     e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    e.add_argument("--out", help="where to write the JSON record (default RUN_DIR/eval.json)")
+    e.add_argument("--out", help="where to write the JSON record (default RUN_DIR/eval.json; an earlier record "
+                                 "there is kept in its history)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=run_eval)
