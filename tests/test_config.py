@@ -146,3 +146,32 @@ def test_loss_and_regulariser_errors_name_the_key(overrides, key):
     with pytest.raises(ConfigError) as e:
         build_config(load_preset(DEFAULT_PRESET), overrides)
     assert key in one_line_error(e)
+
+
+def test_every_config_key_is_described_from_the_schema():
+    from condgan.config import valid_keys
+    from condgan.config.docs import key_docs
+    from condgan.nets.registry import ARCHITECTURES
+
+    docs = {d.key: d for d in key_docs()}
+    assert sorted(docs) == valid_keys()
+    undescribed = [k for k, d in docs.items() if not d.meaning]
+    assert not undescribed, f"give these fields a comment in config/schema.py: {undescribed}"
+    arch = docs["model.arch"]
+    assert arch.choices == tuple(ARCHITECTURES) and arch.default == "dcgan" and arch.type == "str"
+    clip = docs["loss.feature_clip"]
+    assert (clip.type, clip.default) == ("float | None", None) and "L2 norm" in clip.meaning
+    assert "data.root" in docs and "archive / folder / .npz path" in docs["data.root"].meaning  # a comment above
+
+
+def test_cli_config_keys_prints_each_key_on_one_line(capsys):
+    assert main(["config", "keys", "loss."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    from condgan.config import valid_keys
+
+    assert [line.split()[0] for line in lines] == [k for k in valid_keys() if k.startswith("loss.")]
+    cond = next(line for line in lines if line.startswith("loss.cond "))
+    assert "str = d2d_ce  {d2d_ce, 2c, ac, mh, pd, none}  none: unconditional G and D" in cond
+    assert any(line.split()[:5] == ["loss.m_n", "float", "|", "None", "="] and " = null " in line for line in lines)
+    assert main(["config", "keys", "los.x"]) == 2
+    assert capsys.readouterr().err.strip() == "condgan: error: no config key starts with 'los.x'"

@@ -1,4 +1,4 @@
-"""Command line: ``condgan train``, ``eval``, ``prepare``, ``presets`` and ``reproduce``."""
+"""Command line: ``condgan train``, ``eval``, ``prepare``, ``presets``, ``reproduce`` and ``config``."""
 from __future__ import annotations
 
 import argparse
@@ -104,6 +104,27 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_keys(args: argparse.Namespace) -> int:
+    from .config.docs import key_docs
+
+    docs = [d for d in key_docs() if d.key.startswith(args.prefix)]
+    if not docs:
+        raise ConfigError(f"no config key starts with '{args.prefix}'")
+    width = max(len(d.key) for d in docs)
+    for d in docs:
+        default = yaml_value(d.default)
+        choices = f"  {{{', '.join(repr(c) if c == '' else c for c in d.choices)}}}" if d.choices else ""
+        print(f"{d.key:<{width}}  {d.type} = {default}{choices}  {d.meaning}")
+    return 0
+
+
+def yaml_value(value: object) -> str:
+    """A value as it would be written in a config file or after --set (null, true, "", 0.0002)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return '""' if value == "" else str(value)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with condgan's one-line errors (exit 2) instead of a usage block; ``--help`` shows the usage."""
 
@@ -134,6 +155,12 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--show", metavar="NAME", help="print the resolved config and parameter counts")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.set_defaults(func=_cmd_presets)
+
+    c = sub.add_parser("config", help="about the config: `condgan config keys` lists every key")
+    c_sub = c.add_subparsers(dest="config_command", required=True)
+    k = c_sub.add_parser("keys", help="every config key with its type, default, choices and meaning")
+    k.add_argument("prefix", nargs="?", default="", help="only keys starting with this (e.g. loss.)")
+    k.set_defaults(func=_cmd_config_keys)
 
     from .eval_cli import add_parser as add_eval_parser
     from .prepare_cli import add_parser as add_prepare_parser

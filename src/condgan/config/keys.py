@@ -29,8 +29,13 @@ def _fields(obj: Any, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Fiel
     return out
 
 
+def section_fields() -> dict[str, tuple[Any, dataclasses.Field, Any]]:
+    """Every config key of the defaults: dotted key -> (its section object, dataclass field, resolved type)."""
+    return _fields(Config())
+
+
 def valid_keys() -> list[str]:
-    return sorted(_fields(Config()))
+    return sorted(section_fields())
 
 
 def did_you_mean(name: str, choices, cutoff: float = 0.4) -> str:

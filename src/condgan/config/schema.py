@@ -26,7 +26,7 @@ class DataConfig:
     # archive / folder / .npz path, or a downloaded dataset's folder (or its prepared store); "" = the cache
     # dir (cifar) where that makes sense
     root: str = ""
-    resolution: int = 32
+    resolution: int = 32  # image side in pixels (32, 64, 128 or 256, as the architecture allows)
     resizer: str = _choice(*RESIZERS, default=DEFAULT_RESIZER)  # prepared datasets: PIL filter of the resize
     classes: str = ""  # imagenet143: the file listing its wnids
     residency: str = _choice(*RESIDENCIES, default="auto")  # where training images live: data/residency.py
@@ -54,7 +54,7 @@ class ModelConfig:
     # fastgan only: which official net at that size ("" = the default: cifar at 32, imagenet143 at 64,
     # imagenet at 128); see condgan.nets.stages
     layout: str = _choice("", *LAYOUTS, default="")
-    z_dim: int = 64
+    z_dim: int = 64  # latent size of G
     g_width: int = 64  # base channel width of G
     d_width: int = 64  # base channel width of D
     shared_dim: int = 128  # biggan: shared class embedding fed to conditional BN
@@ -63,13 +63,15 @@ class ModelConfig:
     d_sn: bool = True  # spectral norm in D
     embed_dim: int = 512  # D2D-CE / 2C embedding dimension
     cls_bias: bool = False  # resnet family: the classifier head (ac) has a bias, as in the FastGAN code
+    # weight initialisation of G and D ("default": torch's own)
     init: str = _choice("orthogonal", "normal", "xavier", "default", default="orthogonal")
     sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch, not each rank's share
 
 
 @dataclass
 class LossConfig:
-    adv: str = _choice("hinge", "ns", "ls", "wasserstein", "mh", default="hinge")  # mh goes with cond mh
+    # adversarial loss: hinge, ns (non-saturating), ls (least squares), wasserstein; mh goes with cond mh
+    adv: str = _choice("hinge", "ns", "ls", "wasserstein", "mh", default="hinge")
     # none: unconditional G and D ("w/o condition"); pd: projection; ac: auxiliary classifier; mh: multi-hinge;
     # 2c: ContraGAN's conditional contrastive loss; d2d_ce: ReACGAN
     cond: str = _choice("d2d_ce", "2c", "ac", "mh", "pd", "none", default="d2d_ce")
@@ -82,7 +84,7 @@ class LossConfig:
     ac_fake_in_d: bool = False  # original ACGAN: D also classifies fakes (ACGAN-Mod: real only)
     tac_d_weight: float = 1.0  # TAC: weight of the twin classifier's loss on fakes in D
     tac_g_weight: float = 1.0  # TAC: weight of minus that loss in G
-    temperature: float = 0.5  # D2D-CE / 2C
+    temperature: float = 0.5  # T of D2D-CE / 2C: similarities are divided by it
     m_p: float = 0.98  # D2D-CE positive margin
     m_n: float | None = None  # D2D-CE negative margin; None = 1 - m_p
     reference_form: bool = True  # D2D-CE as in the reference code (see losses.conditional)
@@ -90,11 +92,9 @@ class LossConfig:
     data_to_data: bool = True  # negatives: the batch's samples of other classes; false: the other classes' proxies
     margins: bool = True  # easy positive / negative suppression with m_p and m_n
     neg_drop: float = 0.0  # D2D-CE: each negative pair leaves the denominator with this probability (Table A4)
-    # ac's cures of ReACGAN Table A5 (at most one): the classifier's input features clipped to this L2 norm per
-    # sample, or each sample's CE gradient with respect to the classifier's weight clipped to this norm
-    # (losses.conditional)
-    feature_clip: float | None = None
-    cls_grad_clip: float | None = None
+    # ac's cures of ReACGAN Table A5 (at most one of the two; losses.conditional):
+    feature_clip: float | None = None  # ac: the classifier's input features clipped to this L2 norm per sample
+    cls_grad_clip: float | None = None  # ac: each sample's CE gradient w.r.t. the classifier's weight, norm clip
 
 
 @dataclass
@@ -114,7 +114,7 @@ class RegConfig:
     lecam_start: int = 1000  # G steps before which the EMAs track the last batch and LeCam is off
     topk: bool = False  # top-k training: G's adversarial loss over the k best fakes only
     topk_gamma: float = 0.99  # k = max(gamma^epoch, nu) * batch
-    topk_nu: float = 0.5
+    topk_nu: float = 0.5  # the smallest share of the batch top-k keeps
 
 
 @dataclass
@@ -129,11 +129,11 @@ class RobustConfig:
 
 @dataclass
 class OptimConfig:
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    eps: float = 1e-6
+    g_lr: float = 2e-4  # G's Adam learning rate
+    d_lr: float = 2e-4  # D's Adam learning rate
+    beta1: float = 0.5  # Adam beta1 (G and D)
+    beta2: float = 0.999  # Adam beta2 (G and D)
+    eps: float = 1e-6  # Adam epsilon
     # linear: to 0 over train.steps; exp: lr_0 * 0.5^(t / lr_half_life), t = finished G steps (FastGAN)
     lr_decay: str = _choice("none", "linear", "exp", default="none")
     lr_half_life: int = 80000  # kappa of the exp decay, in G steps
@@ -143,20 +143,20 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     steps: int = 2000  # generator steps
-    batch_size: int = 64
+    batch_size: int = 64  # images per D and G step (the global batch under torchrun)
     n_dis: int = 1  # D iterations per G step, each on its own real batch
     accumulate: int = 1  # micro-batches of batch_size per D and G update (StudioGAN acml_steps; standard strategy)
     # the update order of one iteration: standard; free_adversarial (FastGAN); pgd (RobGAN); see robust.*
     strategy: str = _choice("standard", "free_adversarial", "pgd", default="standard")
-    seed: int = 0
-    ema_decay: float = 0.999
+    seed: int = 0  # seed of the weights, latents and data order
+    ema_decay: float = 0.999  # decay of G_ema, the averaged generator that is sampled and evaluated
     ema_start: int = 0  # G steps before which G_ema is a plain copy of G
-    log_every: int = 50
-    sample_every: int = 500
+    log_every: int = 50  # G steps between records in metrics.jsonl
+    sample_every: int = 500  # G steps between sample grids (samples/step_*.png)
     # classes of the sample grid's rows: comma list of indices; "" = every class up to 10, else 10 spread evenly
     grid_classes: str = ""
-    ckpt_every: int = 500
-    keep_ckpts: int = 3
+    ckpt_every: int = 500  # G steps between checkpoints
+    keep_ckpts: int = 3  # newest checkpoints kept (older ones are deleted)
 
 
 @dataclass
@@ -186,7 +186,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    description: str = ""
+    description: str = ""  # one line of what this config is
     reproduces: str = ""  # the paper table row a preset reproduces, with the paper's figure
     data: DataConfig = field(default_factory=DataConfig)
     aug: AugConfig = field(default_factory=AugConfig)
