@@ -157,3 +157,18 @@ def test_final_report_scores_ema_generator(tmp_path, monkeypatch):
     assert 0.0 <= report["conditional_accuracy"] <= 1.0
     assert report["dataset_identity"] == t.run.dataset.identity
     assert list((tmp_path / "cache" / "classifiers").glob("mnist5k-*.pt"))  # cached via the atomic writer
+
+
+def test_no_progress_prints_a_plain_line_per_log_record(tmp_path, capsys):
+    from conftest import run_main
+    from condgan.train.trainer import progress_line
+
+    code, out, err = run_main(capsys, *tiny_train_args(tmp_path / "run", "train.steps=4", "train.log_every=2"))
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    records = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [progress_line(r, 4) for r in records]
+    record = {"step": 100, "d_loss": 1.234567, "g_loss": 0.5, "it_per_s": 2.0}
+    assert progress_line(record, 7300) == "step 100/7300  d_loss 1.2346  g_loss 0.5000  2.00 it/s  eta 1:00:00"
+    assert progress_line({**record, "it_per_s": 0.0}, 7300).endswith("eta ?")

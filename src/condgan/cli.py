@@ -52,7 +52,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _train(cfg: Config, args: argparse.Namespace, device, is_main: bool) -> int:
     from .train.trainer import Trainer
 
-    with Trainer(cfg, args.out, device=device, progress=not args.no_progress) as trainer:  # owns the run dir
+    with Trainer(cfg, args.out, device=device, progress=not args.no_progress,
+                 log_lines=args.no_progress) as trainer:  # owns the run dir
         if trainer.resumed_from is not None and is_main:
             print(f"resuming from {trainer.resumed_from} (step {trainer.step}/{cfg.train.steps})")
         trainer.train()
@@ -147,7 +148,8 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory (created, or resumed if it exists)")
     t.add_argument("--device", default="cpu",
                    help="cpu, cuda or cuda:N (default cpu); under torchrun cuda means cuda:LOCAL_RANK")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar; a plain line every train.log_every steps instead (for batch jobs' logs)")
     t.add_argument("--no-eval", action="store_true", help="skip the end-of-training evaluation")
     t.set_defaults(func=_cmd_train)
 

@@ -44,12 +44,14 @@ class Trainer:
     all succeeded: a failed start leaves a new run dir absent and an existing one unchanged.
     """
 
-    def __init__(self, cfg: Config, out_dir: str | Path, device: str = "cpu", progress: bool = True) -> None:
+    def __init__(self, cfg: Config, out_dir: str | Path, device: str = "cpu", progress: bool = True,
+                 log_lines: bool = False) -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.device = torch.device(device)
         self.world = world()
         self.progress = progress and self.world.is_main
+        self.log_lines = log_lines  # a plain stdout line per metrics record (a batch job's log, without a bar)
         self.ckpt_dir = self.out / "checkpoints"
         self._lock = RunDirLock(self.out) if self.world.is_main else None  # rank 0 owns it for every rank
         try:
@@ -219,6 +221,8 @@ class Trainer:
                   "time": round(time.time(), 3)}
         append_line(self.out / "metrics.jsonl", json.dumps(record))
         bar.set_postfix({k: f"{v:.3f}" for k, v in zip(names, values) if k in ("d_loss", "g_loss")})
+        if self.log_lines:
+            print(progress_line(record, self.cfg.train.steps), flush=True)
         self._check_finite(first_bad, record)
 
     def _check_finite(self, first_bad: torch.Tensor, record: dict | None = None) -> None:
@@ -323,3 +327,12 @@ def _truncate_log(path: Path, step: int) -> None:
             pending.commit(lambda f: f.write(raw))
         warn(f"{path}: {garbled} line(s) were not log records and were dropped; the file as it was is in {backup}")
     write_text_atomic(path, "".join(k + "\n" for k in kept))
+
+
+def progress_line(record: dict, total: int) -> str:
+    """One metrics record as a plain log line: step, the two losses, speed and the time left at that speed."""
+    losses = "  ".join(f"{k} {record[k]:.4f}" for k in ("d_loss", "g_loss") if k in record)
+    speed = record["it_per_s"]
+    left = (total - record["step"]) / speed if speed > 0 else float("inf")
+    eta = "?" if left == float("inf") else f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+    return f"step {record['step']}/{total}  {losses}  {speed:.2f} it/s  eta {eta}"
