@@ -28,11 +28,17 @@ def make_cifar_archive(path: Path, hundred: bool = False, n: int = 4) -> Path:
     """Write a tiny cifar-10 (or cifar-100) archive with ``n`` random images per batch file to ``path``."""
     with tarfile.open(path, "w:gz") as tar:
         if hundred:
-            add_member(tar, "cifar-100-python/meta", {b"fine_label_names": []})
+            add_member(tar, "cifar-100-python/meta", {b"fine_label_names": CIFAR100_NAMES})
             add_member(tar, "cifar-100-python/train", cifar_batch(5 * n, b"fine_labels", 0, 100))
             add_member(tar, "cifar-100-python/test", cifar_batch(n, b"fine_labels", 50, 100))
         else:
             for i in range(1, 6):
                 add_member(tar, f"cifar-10-batches-py/data_batch_{i}", cifar_batch(n, b"labels", i, 10))
             add_member(tar, "cifar-10-batches-py/test_batch", cifar_batch(n, b"labels", 9, 10))
+            add_member(tar, "cifar-10-batches-py/batches.meta", {b"label_names": CIFAR10_NAMES})
     return path
+
+
+# the meta members' layout: bytes names, one per class
+CIFAR10_NAMES = [n.encode() for n in "airplane automobile bird cat deer dog frog horse ship truck".split()]
+CIFAR100_NAMES = [f"class{i:02d}".encode() for i in range(100)]

@@ -81,6 +81,7 @@ def test_cifar10_from_archive_dir(tmp_path):
     assert test.images[0, :2, 0, 0].tolist() == [11, 22]
     assert test.images[0, 2, 5, 7].item() == 33
     assert train.images[4, 1, 0, 0].item() == 22  # first row of data_batch_2
+    assert train.classes[:3] == ("airplane", "automobile", "bird") and len(test.classes) == 10  # batches.meta
 
 
 def test_cifar100_from_archive_file(tmp_path):
@@ -90,6 +91,7 @@ def test_cifar100_from_archive_file(tmp_path):
     assert train.images.shape == (20, 3, 16, 16) and train.num_classes == 100
     assert train.labels.tolist() == list(range(20))
     assert load_dataset(cfg, "test").labels.tolist() == [50, 51, 52, 53]
+    assert train.classes[0] == "class00" and len(train.classes) == 100  # meta's fine_label_names
 
 
 def test_cifar_missing_archive(tmp_path):
@@ -151,7 +153,7 @@ def test_folder_dataset(tmp_path):
     (tmp_path / "dogs" / "notes.txt").write_text("ignored")
     ds = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8))
     assert ds.images.shape == (6, 3, 8, 8) and ds.num_classes == 2
-    assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1] and ds.classes == ("cats", "dogs")
     assert ds.images[0, :, 4, 4].tolist() == [255, 0, 0] and ds.images[5, :, 4, 4].tolist() == [0, 0, 255]
     assert torch.equal(load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8), "test").images,
                        ds.images)
@@ -185,7 +187,10 @@ def test_npz_dataset(tmp_path):
     assert train.images.shape == (6, 3, 32, 32) and train.num_classes == 3
     assert torch.equal(train.images, torch.from_numpy(images).permute(0, 3, 1, 2))
     test = load_dataset(DataConfig(name="npz", root=str(path)), "test")
-    assert test.labels.tolist() == [2, 1] and test.num_classes == 3
+    assert test.labels.tolist() == [2, 1] and test.num_classes == 3 and test.classes == ()
+    for names in (np.array(["a", "b", "c"]), np.array([b"a", b"b", b"c"])):  # str or bytes names
+        np.savez(path, images=images, labels=np.array([0, 1, 2, 0, 1, 2]), class_names=names)
+        assert load_dataset(DataConfig(name="npz", root=str(path))).classes == ("a", "b", "c")
     np.savez(path, images=images.transpose(0, 3, 1, 2), labels=np.arange(6))
     chw = load_dataset(DataConfig(name="npz", root=str(path), resolution=16), "test")
     assert chw.images.shape == (6, 3, 16, 16) and chw.num_classes == 6

@@ -58,8 +58,10 @@ def data_identity(images: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     return digest.hexdigest()[:16]
 
 
-def make_dataset(images: torch.Tensor, labels: torch.Tensor, num_classes: int, name: str) -> ImageDataset:
-    """Validate tensors (images uint8 [N, C, H, W], labels int [N]) and wrap them with their identity."""
+def make_dataset(images: torch.Tensor, labels: torch.Tensor, num_classes: int, name: str,
+                 classes: tuple[str, ...] = ()) -> ImageDataset:
+    """Validate tensors (images uint8 [N, C, H, W], labels int [N]) and wrap them with their identity;
+    ``classes``: the classes' names where the source gives them (() or one per class)."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
         raise DataError(f"{name}: images must be uint8 [N, C, H, W] with C in (1, 3), got "
                         f"{images.dtype} {tuple(images.shape)}")
@@ -69,8 +71,11 @@ def make_dataset(images: torch.Tensor, labels: torch.Tensor, num_classes: int, n
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise DataError(f"{name}: labels must lie in [0, {num_classes}), got "
                         f"[{int(labels.min())}, {int(labels.max())}]")
+    if classes and len(classes) != num_classes:
+        raise DataError(f"{name}: {len(classes)} class names for {num_classes} classes")
     images, labels = images.contiguous(), labels.contiguous()
-    return ImageDataset(images, labels, int(num_classes), name, data_identity(images, labels, num_classes))
+    return ImageDataset(images, labels, int(num_classes), name, data_identity(images, labels, num_classes),
+                        tuple(classes))
 
 
 SUBSET_SEED = 0  # data.subset's shuffle: the same images whatever train.seed, so seeds are comparable
@@ -84,7 +89,7 @@ def first_per_class(dataset: ImageDataset, k: int, seed: int = SUBSET_SEED) -> I
     rank_in_class = F.one_hot(labels, dataset.num_classes).cumsum(0)[torch.arange(len(labels)), labels] - 1
     keep = order[rank_in_class < k].sort().values
     return make_dataset(dataset.images.cpu()[keep], dataset.labels.cpu()[keep], dataset.num_classes,
-                        f"{dataset.name}-first{k}")
+                        f"{dataset.name}-first{k}", dataset.classes)
 
 
 def check_resolution(resolution: int) -> int:

@@ -30,17 +30,20 @@ class CifarSpec:
     test_members: tuple[str, ...]
     label_key: bytes
     num_classes: int
+    meta_member: str  # the pickled dict naming the classes
+    names_key: bytes
 
 
 CIFAR10 = CifarSpec(
     "cifar10", "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     "c58f30108f718f92721af3b95e74349a",
     tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)), ("cifar-10-batches-py/test_batch",),
-    b"labels", 10)
+    b"labels", 10, "cifar-10-batches-py/batches.meta", b"label_names")
 CIFAR100 = CifarSpec(
     "cifar100", "cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
     "eb9058c3a382ffc7106e4002c42a8d85",
-    ("cifar-100-python/train",), ("cifar-100-python/test",), b"fine_labels", 100)
+    ("cifar-100-python/train",), ("cifar-100-python/test",), b"fine_labels", 100, "cifar-100-python/meta",
+    b"fine_label_names")
 SPECS = {spec.name: spec for spec in (CIFAR10, CIFAR100)}
 
 _ALLOWED_GLOBALS = {
@@ -83,13 +86,13 @@ def ensure_archive(spec: CifarSpec, root: str, allow_download: bool) -> Path:
                     f"{reason}")
 
 
-def _read_members(path: Path, wanted: tuple[str, ...]) -> dict[str, dict]:
-    """Unpickle the ``wanted`` members in one streaming pass over the tar.gz."""
+def _read_members(path: Path, wanted: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Unpickle the ``wanted`` members (and the ``optional`` ones present) in one streaming pass over the tar.gz."""
     found: dict[str, dict] = {}
     try:
         with tarfile.open(path, mode="r|gz") as tar:
             for member in tar:
-                if member.name in wanted and member.isfile():
+                if (member.name in wanted or member.name in optional) and member.isfile():
                     raw = tar.extractfile(member).read()
                     found[member.name] = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 - corrupt gzip/tar/pickle bytes can raise almost anything
@@ -117,10 +120,19 @@ def load_cifar(name: str, split: str, root: str, resolution: int, allow_download
     spec = SPECS[name]
     path = ensure_archive(spec, root, allow_download)
     wanted = spec.train_members if split == "train" else spec.test_members
-    members = _read_members(path, wanted)
+    members = _read_members(path, wanted, optional=(spec.meta_member,))
     parts = [_batch_arrays(members[m], spec.label_key, f"{path}:{m}") for m in wanted]
     images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= spec.num_classes):
         raise DataError(f"{path}: {spec.name} labels outside [0, {spec.num_classes})")
-    return make_dataset(resize_uint8(images, resolution), labels, spec.num_classes, spec.name)
+    return make_dataset(resize_uint8(images, resolution), labels, spec.num_classes, spec.name,
+                        _class_names(members.get(spec.meta_member), spec))
+
+
+def _class_names(meta: object, spec: CifarSpec) -> tuple[str, ...]:
+    """The class names the archive's meta member holds; () when it is absent or not as expected."""
+    names = meta.get(spec.names_key) if isinstance(meta, dict) else None
+    if not isinstance(names, list) or len(names) != spec.num_classes or not all(isinstance(n, bytes) for n in names):
+        return ()
+    return tuple(n.decode("utf-8", errors="replace") for n in names)

@@ -83,4 +83,4 @@ def load_folder(root: str, split: str, resolution: int) -> ImageDataset:
     if not arrays:
         raise DataError(f"no images found in {split_dir}")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return make_dataset(images, torch.tensor(labels, dtype=torch.int64), len(classes), "folder")
+    return make_dataset(images, torch.tensor(labels, dtype=torch.int64), len(classes), "folder", tuple(classes))

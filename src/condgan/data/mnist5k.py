@@ -66,4 +66,5 @@ def load_mnist5k(split: str, resolution: int) -> ImageDataset:
     idx = split_indices(labels, split)
     images = torch.from_numpy(pixels)[idx].unsqueeze(1)
     images = F.pad(images, (_PAD, _PAD, _PAD, _PAD))
-    return make_dataset(resize_uint8(images, resolution), labels[idx], NUM_CLASSES, "mnist5k")
+    return make_dataset(resize_uint8(images, resolution), labels[idx], NUM_CLASSES, "mnist5k",
+                        tuple(str(d) for d in range(NUM_CLASSES)))

@@ -113,9 +113,11 @@ def load_npz(root: str, split: str, resolution: int) -> ImageDataset:
     test = _read(path, ("test_images", "test_labels")) if has_test else train
     if train[0].shape[1] != test[0].shape[1]:
         raise DataError(f"{path}: 'images' and 'test_images' have different channel counts")
-    num_classes = _class_count(path, _class_names(path), train[1], test[1])
+    names = _class_names(path)
+    num_classes = _class_count(path, names, train[1], test[1])
     images, labels = train if split == "train" else test
     if images.shape[0] == 0:
         raise DataError(f"{path}: the {split} split is empty")
     tensor = resize_uint8(torch.from_numpy(np.ascontiguousarray(images)), resolution)
-    return make_dataset(tensor, torch.from_numpy(labels), num_classes, "npz")
+    return make_dataset(tensor, torch.from_numpy(labels), num_classes, "npz",
+                        () if names is None else tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names))
