@@ -11,9 +11,6 @@ from .config import Config, ConfigError, build_config, load_yaml, to_yaml
 from . import __version__
 from .presets import DEFAULT_PRESET, list_presets, load_preset, with_base
 
-# (classes, channels) of the built-in datasets, to build nets without loading data (`presets --show`).
-KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3), "tiny_imagenet": (200, 3),
-                "cub200": (200, 3), "imagenet": (1000, 3), "imagenet143": (143, 3), "afhq": (3, 3)}
 
 
 def resolve_config(preset: str | None, config_file: str | None, overrides: list[str]) -> Config:
@@ -95,6 +92,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         return 0
     cfg = build_config(load_preset(args.show), args.set)
     print(to_yaml(cfg), end="")
+    from .data.registry import KNOWN_SHAPES
+
     shape = KNOWN_SHAPES.get(cfg.data.name)
     if shape:
         from .nets import build_nets, count_parameters

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, ConfigError, from_dict
+from .config import ConfigError, from_dict
 from .data.registry import reference_split
 from .files import PendingFile
+from .generator import build_generator
 from .metrics.backbones import BACKBONES
 from .metrics.errors import EvalError
 from .metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
@@ -35,16 +36,6 @@ def resolve_target(target: str) -> tuple[Path, Path]:
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return run_dir, path
     raise EvalError(f"no such run dir or checkpoint: {target}")
-
-
-def load_generator(cfg: Config, state: dict, path: Path, num_classes: int, channels: int,
-                   device: torch.device) -> torch.nn.Module:
-    """G_ema of a training checkpoint, rebuilt from its config, in eval mode."""
-    from .nets import build_nets
-
-    G, _ = build_nets(cfg, num_classes, channels)
-    ckpt.load_module_state(G, state["G_ema"], "generator", path)
-    return G.to(device).eval()
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -75,7 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
     with PendingFile(out) as pending:  # an unwritable destination fails now, not after the scoring
         evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress, eval_command=True)
         train = evaluator.train
-        G = load_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
+        G = build_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
         record = {"checkpoint": str(path), "step": int(state["step"]), "generator": "G_ema",
                   **evaluator(G, cfg.model.z_dim)}
         history = _history(out) + [record]

@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # config reads its choices from this module
 IN_MEMORY = ("mnist5k", "cifar10", "cifar100", "folder", "npz")  # read whole at every start
 DATASETS = IN_MEMORY + tuple(READERS)  # the rest are prepared once into a store (condgan prepare)
 SPLITS = ("train", "test")
+# (classes, channels) of the named datasets, to build nets without loading data (`presets --show`, old checkpoints)
+KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3), "tiny_imagenet": (200, 3),
+                "cub200": (200, 3), "imagenet": (1000, 3), "imagenet143": (143, 3), "afhq": (3, 3)}
 
 
 def reference_split(name: str) -> str:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..config import Config, ConfigError, to_dict, to_yaml
 from ..distributed import barrier, gather_objects, max_over_ranks, mean_over_ranks, world
 from ..files import PendingFile, append_line, save_atomic, write_text_atomic
+from ..generator import generator_record
 from ..notices import warn
 from ..sample import class_grid, fixed_latents, grid_classes, save_grid
 from . import checkpoint as ckpt
@@ -112,6 +113,8 @@ class Trainer:
             "sched_g": r.sched_g.state_dict(), "sched_d": r.sched_d.state_dict(),
             "sampler": r.sampler.state_dict(), "strategy": r.strategy.state_dict(), "rng": rng[0],
             "rng_ranks": rng, "best": self.best, "data_identity": r.dataset.identity,
+            "generator": generator_record(self.cfg, r.dataset.num_classes, r.dataset.images.shape[1],
+                                          r.dataset.classes),
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:

@@ -1,0 +1,111 @@
+"""Trained generators from checkpoints alone: ``load_generator(path)`` -> (G_ema in eval mode, GeneratorInfo).
+
+Every checkpoint since condgan 0.1.0's self-describing format holds a ``generator`` record (architecture,
+resolution, classes with their names where the dataset gives them, image channels, latent size, the condgan
+version that wrote it) beside its config, so G_ema is rebuilt with no dataset and no run dir. Older checkpoints
+load too: classes and channels are derived from the config's dataset where condgan knows its shape, and are
+otherwise asked for (``num_classes=``, ``img_channels=``) in a one-line error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__
+from .config import Config, ConfigError, from_dict
+from .train import checkpoint as ckpt
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What a checkpoint says of its generator (``class_names`` is () where the dataset names none)."""
+
+    arch: str
+    resolution: int
+    num_classes: int
+    img_channels: int
+    z_dim: int
+    class_names: tuple[str, ...]
+    step: int
+    condgan_version: str  # "" for a checkpoint written before checkpoints described themselves
+    config: Config
+    checkpoint: Path
+
+
+def generator_record(cfg: Config, num_classes: int, img_channels: int, class_names: tuple[str, ...]) -> dict:
+    """The ``generator`` entry of a checkpoint: plain values, so ``torch.load(weights_only=True)`` reads it."""
+    return {"arch": cfg.model.arch, "resolution": cfg.data.resolution, "num_classes": int(num_classes),
+            "img_channels": int(img_channels), "z_dim": cfg.model.z_dim, "class_names": list(class_names),
+            "condgan_version": __version__}
+
+
+def find_checkpoint(target: str | Path) -> Path:
+    """A checkpoint file itself, or a run dir's newest checkpoint (its best.pt when it holds no other)."""
+    path = Path(target)
+    if path.is_dir():
+        found = ckpt.list_checkpoints(path / "checkpoints")
+        if found:
+            return found[-1]
+        best = path / "checkpoints" / "best.pt"
+        if best.is_file():
+            return best
+        raise ckpt.CheckpointError(f"no checkpoint in {path / 'checkpoints'}")
+    if path.is_file():
+        return path
+    raise ckpt.CheckpointError(f"no such run dir or checkpoint: {target}")
+
+
+def load_generator(target: str | Path, device: str | torch.device = "cpu", num_classes: int | None = None,
+                   img_channels: int | None = None) -> tuple[nn.Module, GeneratorInfo]:
+    """G_ema of a checkpoint (a ``ckpt_*.pt`` / ``best.pt`` file, or a run dir's newest), in eval mode on
+    ``device``, and what the checkpoint says of it; ``G(z [N, z_dim], y [N] int64)`` -> images [N, C, R, R] in
+    [-1, 1]. ``num_classes`` / ``img_channels`` are needed only for a checkpoint older than the
+    self-describing format whose dataset condgan cannot size (folder, npz); a bad file or a mismatch is a
+    one-line CheckpointError naming it."""
+    path = find_checkpoint(target)
+    state = ckpt.load_checkpoint(path, ckpt.GENERATOR_KEYS)
+    info = describe(state, path, num_classes, img_channels)
+    G = build_generator(info.config, state, path, info.num_classes, info.img_channels, torch.device(device))
+    return G, info
+
+
+def describe(state: dict, path: Path, num_classes: int | None = None,
+             img_channels: int | None = None) -> GeneratorInfo:
+    """The GeneratorInfo of a loaded checkpoint ``state`` (read from ``path``)."""
+    try:
+        cfg = from_dict(state["config"])
+    except ConfigError as e:
+        raise ckpt.CheckpointError(f"checkpoint {path} holds a config this condgan cannot use: {e}") from None
+    record = state.get("generator")
+    if isinstance(record, dict):
+        names = tuple(str(n) for n in record.get("class_names", ()))
+        shape = (int(record["num_classes"]), int(record["img_channels"]))
+        version = str(record.get("condgan_version", ""))
+    else:
+        from .data.registry import KNOWN_SHAPES
+
+        names, version = (), ""
+        shape = KNOWN_SHAPES.get(cfg.data.name) or (num_classes, img_channels)
+        if None in shape:
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} predates self-describing checkpoints and its dataset ({cfg.data.name}) has no "
+                f"known size: give num_classes and img_channels (the training data's class and channel counts)")
+    for given, have, what in ((num_classes, shape[0], "num_classes"), (img_channels, shape[1], "img_channels")):
+        if given is not None and given != have:
+            raise ckpt.CheckpointError(f"checkpoint {path} has {what} {have}, not the {given} asked for")
+    return GeneratorInfo(cfg.model.arch, cfg.data.resolution, shape[0], shape[1], cfg.model.z_dim, names,
+                         int(state["step"]), version, cfg, path)
+
+
+def build_generator(cfg: Config, state: dict, path: Path, num_classes: int, img_channels: int,
+                    device: torch.device) -> nn.Module:
+    """G_ema of a training checkpoint ``state``, rebuilt from its config, in eval mode on ``device``."""
+    from .nets import build_nets
+
+    G, _ = build_nets(cfg, num_classes, img_channels)
+    ckpt.load_module_state(G, state["G_ema"], "generator", path)
+    return G.to(device).eval()
+

@@ -1,0 +1,91 @@
+"""condgan.load_generator: G_ema rebuilt from a checkpoint alone, bitwise the trainer's, old checkpoints too."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_cfg
+import condgan
+from condgan.train.checkpoint import CheckpointError
+from condgan.train.trainer import Trainer
+
+
+def _trained(tmp_path, *sets: str) -> Trainer:
+    trainer = Trainer(tiny_cfg("train.steps=2", "train.ckpt_every=2", *sets), tmp_path / "run", progress=False)
+    trainer.train()
+    trainer.close()
+    return trainer
+
+
+def _same_images(G: torch.nn.Module, trainer: Trainer) -> bool:
+    z = torch.randn(6, trainer.cfg.model.z_dim, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(6) % trainer.run.dataset.num_classes
+    ema = trainer.run.ema.shadow.eval()
+    with torch.no_grad():
+        return torch.equal(G(z, y), ema(z, y))
+
+
+def test_a_checkpoint_rebuilds_the_trainers_g_ema_bitwise(tmp_path):
+    trainer = _trained(tmp_path)
+    G, info = condgan.load_generator(tmp_path / "run")
+    assert not G.training and _same_images(G, trainer)
+    assert (info.arch, info.resolution, info.num_classes, info.img_channels) == ("dcgan", 32, 10, 1)
+    assert info.class_names == tuple("0123456789") and info.step == 2 and info.condgan_version == condgan.__version__
+    assert info.checkpoint.name == "ckpt_00000002.pt" and info.config.model.z_dim == info.z_dim
+
+
+def test_the_dataset_is_not_needed_and_its_class_names_travel(tmp_path):
+    path = tmp_path / "digits.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, images=rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8), labels=np.arange(24) % 3,
+             class_names=np.array(["cat", "dog", "owl"]))
+    trainer = _trained(tmp_path, "data.name=npz", f"data.root={path}", "train.batch_size=8")
+    path.unlink()  # the checkpoint alone
+    G, info = condgan.load_generator(tmp_path / "run" / "checkpoints" / "ckpt_00000002.pt")
+    assert _same_images(G, trainer) and info.class_names == ("cat", "dog", "owl") and info.img_channels == 3
+
+
+def _strip_description(checkpoint) -> None:
+    """Make ``checkpoint`` look written before checkpoints described themselves."""
+    state = torch.load(checkpoint, weights_only=True)
+    del state["generator"]
+    torch.save(state, checkpoint)
+
+
+def test_old_checkpoints_load_where_their_size_can_be_derived_and_say_what_cannot(tmp_path):
+    trainer = _trained(tmp_path)
+    checkpoint = tmp_path / "run" / "checkpoints" / "ckpt_00000002.pt"
+    _strip_description(checkpoint)
+    G, info = condgan.load_generator(checkpoint)  # mnist5k: condgan knows it has 10 one-channel classes
+    assert _same_images(G, trainer) and info.num_classes == 10 and info.class_names == ()
+    assert info.condgan_version == ""
+    with pytest.raises(CheckpointError, match="has num_classes 10, not the 7 asked for"):
+        condgan.load_generator(checkpoint, num_classes=7)
+
+
+def test_an_old_checkpoint_of_unsized_data_asks_for_its_counts(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.zeros((16, 32, 32), np.uint8), labels=np.arange(16) % 4)
+    trainer = _trained(tmp_path, "data.name=npz", f"data.root={path}", "train.batch_size=8")
+    checkpoint = tmp_path / "run" / "checkpoints" / "ckpt_00000002.pt"
+    _strip_description(checkpoint)
+    with pytest.raises(CheckpointError) as e:
+        condgan.load_generator(checkpoint)
+    assert "predates self-describing checkpoints" in str(e.value)
+    assert "give num_classes and img_channels" in str(e.value)
+    G, _info = condgan.load_generator(checkpoint, num_classes=4, img_channels=1)
+    assert _same_images(G, trainer)
+    with pytest.raises(CheckpointError, match="does not fit this generator architecture"):
+        condgan.load_generator(checkpoint, num_classes=5, img_channels=1)
+
+
+def test_bad_targets_are_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no such run dir or checkpoint"):
+        condgan.load_generator(tmp_path / "nothing")
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        condgan.load_generator(tmp_path / "empty")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt cannot be read"):
+        condgan.load_generator(tmp_path / "junk.pt")
