@@ -1,0 +1,121 @@
+"""``condgan sample RUN_OR_CHECKPOINT --out DIR``: G_ema's samples as class folders of PNGs or one .npz.
+
+Sample i has class ``classes[i mod K]`` and the i-th latent of the ``--seed`` stream, drawn in ``--batch-size``
+batches: with every class and the same seed and batch size these are the very images ``condgan eval --num N``
+scores, so an external FID tool run on the folders sees what condgan measured. The folder (or file) is written
+under a temporary name and renamed when complete; an existing one is never overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .files import PendingFile
+from .generator import GeneratorInfo, load_generator
+from .metrics.errors import EvalError
+from .metrics.generate import generated_batches
+
+FORMATS = ("png", "npz")
+
+
+def parse_classes(text: str | None, num_classes: int) -> list[int]:
+    """``--classes`` ("3,0,7"; None: every class) as distinct indices in [0, num_classes)."""
+    if text is None:
+        return list(range(num_classes))
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise EvalError(f"--classes must be a comma list of distinct class indices; got {text!r}")
+    classes = [int(p) for p in parts]
+    if max(classes) >= num_classes:
+        raise EvalError(f"--classes: class {max(classes)} does not exist (the generator has {num_classes} classes)")
+    return classes
+
+
+def class_folder(index: int, names: tuple[str, ...]) -> str:
+    """A class's folder name: its index, then its name where the checkpoint has one (made file-name safe)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", names[index]).strip("._") if names else ""
+    return f"{index:04d}" + (f"_{name}" if name else "")
+
+
+def draw(G: torch.nn.Module, info: GeneratorInfo, classes: list[int], per_class: int, seed: int, batch_size: int,
+         progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, H, W, C] and int64 labels [N], N = per_class x len(classes), sample i of class
+    classes[i mod len(classes)]."""
+    device = next(G.parameters()).device
+    labels = torch.tensor(classes, device=device).repeat(per_class)
+    images, got = [], []
+    with tqdm(total=labels.shape[0], disable=not progress, desc="sample", unit="img") as bar:
+        for x, y in generated_batches(G, info.z_dim, labels, batch_size, seed):
+            images.append(x.permute(0, 2, 3, 1).cpu().numpy())
+            got.append(y.cpu().numpy())
+            bar.update(y.shape[0])
+    return np.concatenate(images), np.concatenate(got).astype(np.int64)
+
+
+def write_folders(out: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> int:
+    """PNGs in one folder per class under ``out`` (written under a temporary name, then renamed)."""
+    partial = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    counts: dict[int, int] = {}
+    for image, label in zip(images, labels.tolist()):
+        folder = partial / class_folder(label, names)
+        folder.mkdir(parents=True, exist_ok=True)
+        k = counts[label] = counts.get(label, -1) + 1
+        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(folder / f"{k:06d}.png")
+    try:
+        partial.rename(out)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return len(labels)
+
+
+def write_npz(out: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> int:
+    """One .npz in the layout ``data.name=npz`` reads: images uint8 [N, H, W, C], labels, class_names."""
+    extra = {"class_names": np.array(names)} if names else {}
+    with PendingFile(out) as pending:
+        pending.commit(lambda f: np.savez(f, images=images, labels=labels, **extra))
+    return len(labels)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from .devices import parse_device
+
+    if args.per_class < 1 or args.batch_size < 1 or not 0 <= args.seed < 2**63:
+        raise EvalError(f"--per-class and --batch-size must be at least 1 and --seed in [0, 2^63); got "
+                        f"{args.per_class}, {args.batch_size}, {args.seed}")
+    out = Path(args.out)
+    if args.format == "npz" and out.suffix != ".npz":
+        raise EvalError(f"--out {out}: --format npz writes one .npz file; name it *.npz")
+    if out.exists() or out.is_symlink():
+        raise EvalError(f"--out {out} exists; condgan sample never overwrites (choose a new path)")
+    if not out.parent.is_dir():
+        raise EvalError(f"--out {out}: the folder {out.parent} does not exist")
+    G, info = load_generator(args.target, parse_device(args.device))
+    classes = parse_classes(args.classes, info.num_classes)
+    images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size, not args.no_progress)
+    write = write_npz if args.format == "npz" else write_folders
+    count = write(out, images, labels, info.class_names)
+    print(f"wrote {count} samples of {len(classes)} classes from {info.checkpoint} (step {info.step}) to {out}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("sample", help="write G_ema's samples: a PNG folder per class, or one .npz")
+    s.add_argument("target", help="run directory (its newest checkpoint) or checkpoint file")
+    s.add_argument("--out", required=True, help="a new folder (png) or .npz file (npz)")
+    s.add_argument("--per-class", type=int, default=10, help="samples per class (default 10)")
+    s.add_argument("--classes", help="comma list of class indices (default: every class)")
+    s.add_argument("--format", default="png", choices=FORMATS, help="png: one folder per class; npz: one file")
+    s.add_argument("--seed", type=int, default=0, help="latent seed, as condgan eval's (default 0)")
+    s.add_argument("--batch-size", type=int, default=250, help="images per generator batch (default 250)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=run_sample)
