@@ -76,3 +76,63 @@ def test_an_existing_output_is_never_overwritten(run, tmp_path, capsys):
     code, _, err = run_main(capsys, "sample", str(run), "--out", str(tmp_path / "s"), "--no-progress")
     assert code == 2 and "exists; condgan sample never overwrites" in err
     assert (tmp_path / "s" / "mine.txt").read_text() == "keep"
+
+
+# ---------------------------------------------------------------------------- truncation and standing statistics
+def test_truncated_normal_bounds_resampling_and_distribution():
+    from scipy import stats
+
+    from condgan.metrics.generate import truncated_normal
+
+    z = truncated_normal((20000,), 0.5, torch.Generator().manual_seed(0))
+    plain = torch.randn(20000, generator=torch.Generator().manual_seed(0))
+    assert z.abs().max() <= 0.5
+    within = plain.abs() <= 0.5
+    assert torch.equal(z[within], plain[within]) and 0 < int(within.sum()) < 20000  # only the others redrawn
+    assert stats.kstest(z.numpy(), stats.truncnorm(-0.5, 0.5).cdf).pvalue > 0.01  # N(0, 1) given |z| <= 0.5
+    with pytest.raises(Exception, match="threshold must be positive"):
+        truncated_normal((3,), 0.0, torch.Generator())
+
+
+def test_standing_statistics_are_the_plain_average_of_the_batch_statistics(run):
+    import condgan
+    from condgan.generator import standing_statistics
+
+    G, info = condgan.load_generator(run)
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    seen: dict[int, list] = {i: [] for i in range(len(norms))}
+    hooks = [m.register_forward_hook(lambda _m, inp, _out, i=i: seen[i].append(inp[0].detach().double()))
+             for i, m in enumerate(norms)]
+    others = {k: v.clone() for k, v in G.state_dict().items() if "running" not in k and "num_batches" not in k}
+    momenta = [m.momentum for m in norms]
+    standing_statistics(G, info.z_dim, info.num_classes, batches=3, batch_size=8, seed=1)
+    for h in hooks:
+        h.remove()
+    assert norms and not G.training and all(len(batches) == 3 for batches in seen.values())
+    for i, m in enumerate(norms):  # the direct average over the 3 batches of each channel's mean and variance
+        means = torch.stack([x.mean(dim=(0, 2, 3)) for x in seen[i]])
+        variances = torch.stack([x.transpose(0, 1).flatten(1).var(dim=1, unbiased=True) for x in seen[i]])
+        assert torch.allclose(m.running_mean.double(), means.mean(0), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(m.running_var.double(), variances.mean(0), rtol=1e-5, atol=1e-6)
+    assert [m.momentum for m in norms] == momenta and None not in momenta  # the momenta are given back
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in others.items())  # weights, SN vectors untouched
+
+
+def test_sample_and_eval_take_truncation_and_standing_stats(run, tmp_path, capsys, monkeypatch):
+    import condgan.metrics.generate as generate
+
+    thresholds = []
+    real = generate.truncated_normal
+    monkeypatch.setattr(generate, "truncated_normal", lambda *a, **k: thresholds.append(a[1]) or real(*a, **k))
+    args = ["sample", str(run), "--per-class", "2", "--format", "npz", "--no-progress"]
+    for name, extra in (("trunc", ["--truncation", "0.5"]), ("stand", ["--standing-stats", "2"])):
+        assert run_main(capsys, *args, "--out", str(tmp_path / f"{name}.npz"), *extra)[0] == 0
+    assert thresholds == [0.5]  # the 20 samples' latents in one batch, truncated at 0.5
+    for bad, culprit in ((["--truncation", "-1"], "--truncation must be a positive"),
+                         (["--standing-stats", "-2"], "--standing-stats must be 0 (off)")):
+        code, _, err = run_main(capsys, *args, "--out", str(tmp_path / "bad.npz"), *bad)
+        assert code == 2 and culprit in err
+    code, _, err = run_main(capsys, "eval", str(run), "--metrics", "fid", "--num", "20", "--standing-stats", "2",
+                            "--out", str(tmp_path / "e.json"), "--no-progress")
+    assert code == 0, err
+    assert "standing statistics over 2 batches" in json.loads((tmp_path / "e.json").read_text())["generator"]

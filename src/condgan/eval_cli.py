@@ -14,11 +14,12 @@ import torch
 from .config import ConfigError, from_dict
 from .data.registry import reference_split
 from .files import PendingFile
-from .generator import build_generator
+from .generator import build_generator, standing_statistics
 from .metrics.backbones import BACKBONES
 from .metrics.errors import EvalError
 from .metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
 from .metrics.suite import parse_metrics
+from .sample_cli import add_standing_stats_argument, check_standing_stats
 from .train import checkpoint as ckpt
 
 
@@ -67,7 +68,11 @@ def run_eval(args: argparse.Namespace) -> int:
         evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress, eval_command=True)
         train = evaluator.train
         G = build_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
-        record = {"checkpoint": str(path), "step": int(state["step"]), "generator": "G_ema",
+        if args.standing_stats:
+            standing_statistics(G, cfg.model.z_dim, train.num_classes, args.standing_stats, cfg.train.batch_size)
+        record = {"checkpoint": str(path), "step": int(state["step"]),
+                  "generator": "G_ema" + (f", standing statistics over {args.standing_stats} batches"
+                                          if args.standing_stats else ""),
                   **evaluator(G, cfg.model.z_dim)}
         history = _history(out) + [record]
         pending.commit_text(json.dumps({**record, "history": history}, indent=2) + "\n")
@@ -97,6 +102,7 @@ def _is_eval_record(path: Path) -> bool:
 
 def _check_counts(args: argparse.Namespace) -> None:
     """One-line errors for sample and split counts that cannot work, before anything is loaded."""
+    check_standing_stats(args.standing_stats)
     if args.num is not None and args.num < 2:
         raise EvalError(f"--num must be at least 2 (a covariance needs two samples); got {args.num}")
     if args.is_splits < 1:
@@ -144,6 +150,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch-size", type=int, default=250,
                    help="images the generator makes per batch (default 250); lower it if memory runs out")
     e.add_argument("--seed", type=int, default=0, help="latent seed of the samples (0 to 2^63 - 1)")
+    add_standing_stats_argument(e)
     e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     e.add_argument("--out", help="where to write the JSON record (default RUN_DIR/eval.json; an earlier record "
                                  "there is kept in its history)")

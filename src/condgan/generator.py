@@ -109,3 +109,33 @@ def build_generator(cfg: Config, state: dict, path: Path, num_classes: int, img_
     ckpt.load_module_state(G, state["G_ema"], "generator", path)
     return G.to(device).eval()
 
+
+@torch.no_grad()
+def standing_statistics(G: nn.Module, z_dim: int, num_classes: int, batches: int, batch_size: int = 64,
+                        seed: int = 0) -> None:
+    """BigGAN's standing statistics: every BatchNorm of ``G`` forgets its running statistics and re-estimates
+    them as the plain average over ``batches`` batches of random latents and classes (momentum None: the mean of
+    the batch means and of the unbiased batch variances). Only the BatchNorms run in training mode, so spectral
+    norm's vectors and everything else stay as they were; ``G`` is left in eval mode."""
+    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if batches < 1 or batch_size < 2:
+        raise ValueError(f"standing statistics need at least 1 batch of at least 2 samples; got {batches} x "
+                         f"{batch_size}")
+    device = next(G.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    momenta = [m.momentum for m in norms]
+    G.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        for _ in range(batches):
+            z = torch.randn(batch_size, z_dim, device=device, generator=gen)
+            y = torch.randint(num_classes, (batch_size,), device=device, generator=gen)
+            G(z, y)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        G.eval()
+

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .files import PendingFile
-from .generator import GeneratorInfo, load_generator
+from .generator import GeneratorInfo, load_generator, standing_statistics
 from .metrics.errors import EvalError
 from .metrics.generate import generated_batches
 
@@ -46,14 +46,14 @@ def class_folder(index: int, names: tuple[str, ...]) -> str:
 
 
 def draw(G: torch.nn.Module, info: GeneratorInfo, classes: list[int], per_class: int, seed: int, batch_size: int,
-         progress: bool) -> tuple[np.ndarray, np.ndarray]:
+         progress: bool, truncation: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, H, W, C] and int64 labels [N], N = per_class x len(classes), sample i of class
-    classes[i mod len(classes)]."""
+    classes[i mod len(classes)]; latents truncated at ``truncation`` if given."""
     device = next(G.parameters()).device
     labels = torch.tensor(classes, device=device).repeat(per_class)
     images, got = [], []
     with tqdm(total=labels.shape[0], disable=not progress, desc="sample", unit="img") as bar:
-        for x, y in generated_batches(G, info.z_dim, labels, batch_size, seed):
+        for x, y in generated_batches(G, info.z_dim, labels, batch_size, seed, truncation):
             images.append(x.permute(0, 2, 3, 1).cpu().numpy())
             got.append(y.cpu().numpy())
             bar.update(y.shape[0])
@@ -91,6 +91,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.per_class < 1 or args.batch_size < 1 or not 0 <= args.seed < 2**63:
         raise EvalError(f"--per-class and --batch-size must be at least 1 and --seed in [0, 2^63); got "
                         f"{args.per_class}, {args.batch_size}, {args.seed}")
+    if args.truncation is not None and not args.truncation > 0:
+        raise EvalError(f"--truncation must be a positive threshold; got {args.truncation}")
+    check_standing_stats(args.standing_stats)
     out = Path(args.out)
     if args.format == "npz" and out.suffix != ".npz":
         raise EvalError(f"--out {out}: --format npz writes one .npz file; name it *.npz")
@@ -100,7 +103,10 @@ def run_sample(args: argparse.Namespace) -> int:
         raise EvalError(f"--out {out}: the folder {out.parent} does not exist")
     G, info = load_generator(args.target, parse_device(args.device))
     classes = parse_classes(args.classes, info.num_classes)
-    images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size, not args.no_progress)
+    if args.standing_stats:
+        standing_statistics(G, info.z_dim, info.num_classes, args.standing_stats, info.config.train.batch_size)
+    images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size, not args.no_progress,
+                          args.truncation)
     write = write_npz if args.format == "npz" else write_folders
     count = write(out, images, labels, info.class_names)
     print(f"wrote {count} samples of {len(classes)} classes from {info.checkpoint} (step {info.step}) to {out}")
@@ -116,6 +122,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--format", default="png", choices=FORMATS, help="png: one folder per class; npz: one file")
     s.add_argument("--seed", type=int, default=0, help="latent seed, as condgan eval's (default 0)")
     s.add_argument("--batch-size", type=int, default=250, help="images per generator batch (default 250)")
+    s.add_argument("--truncation", type=float, metavar="T",
+                   help="BigGAN's truncation: latents drawn from N(0, 1) with values beyond T drawn again")
+    add_standing_stats_argument(s)
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=run_sample)
+
+
+def check_standing_stats(batches: int) -> None:
+    """``--standing-stats K``: 0 (off) or a number of batches, else a one-line EvalError."""
+    if batches < 0:
+        raise EvalError(f"--standing-stats must be 0 (off) or a number of batches; got {batches}")
+
+
+def add_standing_stats_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--standing-stats", type=int, default=0, metavar="K",
+                        help="BigGAN's standing statistics: re-estimate G's BatchNorm statistics over K batches "
+                             "(of the run's train.batch_size) of random samples first (default 0: off)")

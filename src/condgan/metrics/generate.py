@@ -16,13 +16,28 @@ def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cp
 
 
 @torch.no_grad()
+def truncated_normal(shape: tuple[int, ...], threshold: float, generator: torch.Generator,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """N(0, 1) samples conditioned on |z| <= threshold (BigGAN's truncation trick): every value beyond the
+    threshold is drawn again, from the same ``generator``, until none is; values within it are kept as drawn."""
+    if not threshold > 0:
+        raise EvalError(f"the truncation threshold must be positive; got {threshold}")
+    z = torch.randn(shape, device=device, generator=generator)
+    beyond = z.abs() > threshold
+    while bool(beyond.any()):
+        z[beyond] = torch.randn(int(beyond.sum()), device=device, generator=generator)
+        beyond = z.abs() > threshold
+    return z
+
+
 def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size: int,
-                      seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      seed: int = 0, truncation: float | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (uint8 images [B, C, H, W], labels [B]) for the int64 ``labels`` [N], in eval mode.
 
     Latents come from a private generator on the labels' device, so neither the caller's RNG nor the
-    generator's training state changes; G's train/eval mode is restored afterwards. A batch holding NaN or
-    infinity is an EvalError (quantised, it would pass for black pixels).
+    generator's training state changes; G's train/eval mode is restored afterwards. ``truncation``: latents
+    from :func:`truncated_normal` at that threshold. A batch holding NaN or infinity is an EvalError
+    (quantised, it would pass for black pixels).
     """
     device = labels.device
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -31,7 +46,8 @@ def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size
     try:
         for start in range(0, labels.shape[0], batch_size):
             y = labels[start:start + batch_size]
-            z = torch.randn(y.shape[0], z_dim, device=device, generator=gen)
+            z = (torch.randn(y.shape[0], z_dim, device=device, generator=gen) if truncation is None
+                 else truncated_normal((y.shape[0], z_dim), truncation, gen, device))
             x = G(z, y)
             if not bool(torch.isfinite(x).all()):
                 raise EvalError(f"the generator's samples {start}..{start + y.shape[0] - 1} hold NaN or infinity; "
