@@ -89,3 +89,43 @@ def test_bad_targets_are_one_line_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt cannot be read"):
         condgan.load_generator(tmp_path / "junk.pt")
+
+
+# ---------------------------------------------------------------------------- soft labels
+ARCHS = [("dcgan", 32), ("deep_cnn", 32), ("resnet", 32), ("biggan", 32), ("fastgan", 32), ("sagan", 64),
+         ("biggan", 64)]
+
+
+@pytest.mark.parametrize("arch,res", ARCHS, ids=[f"{a}-{r}" for a, r in ARCHS])
+@pytest.mark.parametrize("conditional", [True, False], ids=["cond", "uncond"])
+def test_every_generator_takes_class_weights(arch, res, conditional):
+    """One-hot weights give the labels' images (to float64 rounding); a mixture of two classes gives an image
+    of neither; an unconditional G ignores the class."""
+    from condgan.nets import build_nets
+
+    sets = [f"model.arch={arch}", f"data.resolution={res}", "model.g_width=8", "model.d_width=8",
+            "loss.cond=" + ("d2d_ce" if conditional else "none"), "model.z_dim=80" if "biggan" in arch else ""]
+    if arch == "fastgan":
+        sets += ["model.g_sn=false"]
+    cfg = tiny_cfg(*[s for s in sets if s])
+    torch.manual_seed(0)
+    G = build_nets(cfg, 5, 3)[0].double().eval()
+    with torch.no_grad():
+        for m in G.modules():  # non-trivial class tables and per-class BN affines
+            if isinstance(m, torch.nn.Embedding) or (hasattr(m, "gain") and hasattr(m, "bias")):
+                for p in m.parameters():
+                    p.add_(torch.randn_like(p) * 0.3)
+    z = torch.randn(4, cfg.model.z_dim, dtype=torch.float64)
+    y = torch.tensor([0, 3, 4, 1])
+    onehot = torch.nn.functional.one_hot(y, 5).double()
+    with torch.no_grad():
+        assert torch.allclose(G(z, onehot), G(z, y), rtol=0, atol=1e-12)
+        mixed = G(z, 0.5 * onehot + 0.5 * torch.nn.functional.one_hot(torch.tensor([2, 2, 0, 0]), 5).double())
+        pure = G(z, torch.tensor([2, 2, 0, 0]))
+        if conditional:
+            assert not torch.allclose(mixed, G(z, y)) and not torch.allclose(mixed, pure)
+        else:
+            assert torch.equal(G(z, y), pure) and torch.allclose(mixed, pure, rtol=0, atol=1e-12)
+    if conditional:
+        with pytest.raises(ValueError, match=r"class weights must be \[batch, 5\]; got \(4, 4\)"):
+            G(z, torch.zeros(4, 4, dtype=torch.float64))

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from .blocks import DiscBlock, DiscOptBlock, GenBlock
 from .heads import DiscriminatorHeads, DOutput
-from .layers import SelfAttention, conv2d, init_weights, linear
+from .layers import SelfAttention, class_embedding, conv2d, init_weights, linear
 from .stages import STUDIOGAN_STAGES
 
 
@@ -52,7 +52,7 @@ class BigGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         zs = z.split(self.chunk, dim=1)
-        s = self.shared(y) if self.shared is not None else None
+        s = class_embedding(self.shared, y) if self.shared is not None else None
         x = self.linear0(zs[0]).view(z.shape[0], self.ch0, 4, 4)
         for i, block in enumerate(self.blocks, start=1):
             a = zs[i] if s is None else torch.cat([s, zs[i]], dim=1)  # shared embedding first (StudioGAN)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .heads import DiscriminatorHeads, DOutput
-from .layers import ConditionalBatchNorm2d, conv2d, init_weights, linear
+from .layers import ConditionalBatchNorm2d, class_embedding, conv2d, init_weights, linear
 
 
 class DCGANGenerator(nn.Module):
@@ -33,7 +33,7 @@ class DCGANGenerator(nn.Module):
         init_weights(self, init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        c = self.shared(y if self.conditional else torch.zeros_like(y))
+        c = class_embedding(self.shared, y) if self.conditional else self.shared.weight.expand(z.shape[0], -1)
         x = self.fc(torch.cat([z, c], dim=1)).view(z.shape[0], -1, 4, 4)
         for norm, up in zip(self.norms, self.ups):
             x = up(F.relu(norm(x, c)))

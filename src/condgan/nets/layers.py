@@ -167,9 +167,29 @@ class ConditionalBatchNorm2d(nn.Module):
 
 
 def class_onehot(y: torch.Tensor, num_classes: int, conditional: bool, dtype: torch.dtype) -> torch.Tensor:
-    """One-hot labels [B, num_classes] feeding a per-class conditional BN; all class 0 when unconditional,
-    which leaves a single learned BN affine (build the BN with num_classes = 1 then)."""
-    return F.one_hot(y if conditional else torch.zeros_like(y), num_classes).to(dtype)
+    """One-hot labels [B, num_classes] feeding a per-class conditional BN (class weights y [B, C] as they are:
+    a soft label); all class 0 when unconditional, which leaves a single learned BN affine (build the BN with
+    num_classes = 1 then)."""
+    if not conditional:
+        return F.one_hot(torch.zeros(y.shape[0], dtype=torch.long, device=y.device), num_classes).to(dtype)
+    if y.is_floating_point():
+        return class_weights(y, num_classes).to(dtype)
+    return F.one_hot(y, num_classes).to(dtype)
+
+
+def class_embedding(table: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
+    """The class vectors of labels y [B] int64 (rows of ``table``), or of class weights y [B, C] (the weighted
+    sum of the rows: a soft label, e.g. a point between two classes) -> [B, dim]."""
+    if y.is_floating_point():
+        return class_weights(y, table.num_embeddings).to(table.weight.dtype) @ table.weight
+    return table(y)
+
+
+def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``y`` checked to be class weights [B, num_classes] (a ValueError naming the shape otherwise)."""
+    if y.dim() != 2 or y.shape[1] != num_classes:
+        raise ValueError(f"class weights must be [batch, {num_classes}]; got {tuple(y.shape)}")
+    return y
 
 
 class SelfAttention(nn.Module):
