@@ -136,3 +136,69 @@ def test_sample_and_eval_take_truncation_and_standing_stats(run, tmp_path, capsy
                             "--out", str(tmp_path / "e.json"), "--no-progress")
     assert code == 0, err
     assert "standing statistics over 2 batches" in json.loads((tmp_path / "e.json").read_text())["generator"]
+
+
+# ---------------------------------------------------------------------------- grids and interpolations
+def test_lerp_and_slerp_end_exactly_at_their_endpoints_and_slerp_follows_the_great_circle():
+    from condgan.sample import lerp, slerp
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 1, 7)
+    for dtype in (torch.float32, torch.float64):
+        a, b = torch.randn(16, generator=g).to(dtype), torch.randn(16, generator=g).to(dtype)
+        for path in (lerp, slerp):
+            walk = path(a, b, t.to(dtype))
+            assert torch.equal(walk[0], a) and torch.equal(walk[-1], b)
+    a, b = torch.randn(16, generator=g).double(), torch.randn(16, generator=g).double()
+    a, b = a / a.norm(), b / b.norm()
+    theta = torch.arccos(a @ b)
+    walk = slerp(a, b, t.double())
+    assert torch.allclose(walk.norm(dim=1), torch.ones(7, dtype=torch.float64))  # stays on the unit sphere
+    assert torch.allclose(torch.arccos((walk @ a).clamp(-1, 1)), t.double() * theta)  # at angle t theta from a
+    assert torch.allclose(lerp(a, b, t.double())[3], (a + b) / 2)
+
+
+def _args(**kw):
+    import argparse
+
+    base = dict(classes=None, per_class=3, seed=4, truncation=None, steps=5, slerp=False, interpolate=None, grid=True)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_interpolation_rows_start_and_end_at_the_plain_samples(run):
+    import condgan
+    from condgan.sample_cli import picture
+
+    G, info = condgan.load_generator(run)
+    # the end latents / class weights are exactly the plain ones (test above); the images agree to float32
+    # rounding (a batch of 10 and a batch of 2 may take different convolution kernels)
+    same = lambda a, b: torch.allclose(a, b, rtol=0, atol=1e-6)  # noqa: E731
+    with torch.no_grad():
+        for slerp in (False, True):
+            images, per_row, labels = picture(G, info, _args(interpolate="latent", classes="2,5", slerp=slerp))
+            gen = torch.Generator().manual_seed(4)
+            for row, c in enumerate((2, 5)):
+                z = torch.randn(2, info.z_dim, generator=gen)
+                ends = G(z, torch.tensor([c, c]))
+                assert same(images[row * per_row], ends[0]) and same(images[(row + 1) * per_row - 1], ends[1])
+                assert not same(ends[0], ends[1])  # the tolerance tells the two ends apart
+            assert per_row == 5 and labels == ["2", "5"]  # mnist5k's class names are its digits
+        images, per_row, labels = picture(G, info, _args(interpolate="class", classes="2,5", per_class=2))
+        z = torch.randn(2, info.z_dim, generator=torch.Generator().manual_seed(4))
+        for row in range(2):
+            ends = G(z[row].expand(2, -1), torch.tensor([2, 5]))
+            assert same(images[row * 5], ends[0]) and same(images[row * 5 + 4], ends[1])
+        assert labels == ["2>5", "2>5"]
+
+
+def test_grid_png_has_a_labelled_row_per_class(run, tmp_path, capsys):
+    code, out, err = run_main(capsys, "sample", str(run), "--grid", "--classes", "3,1", "--per-class", "4", "--out",
+                              str(tmp_path / "g.png"), "--no-progress")
+    assert code == 0, err
+    image = np.array(Image.open(tmp_path / "g.png"))
+    assert image.shape[0] == 2 * (32 + 2) + 2 and image.shape[1] > 4 * (32 + 2) + 2  # 2 rows, 4 columns, a margin
+    margin = image.shape[1] - (4 * (32 + 2) + 2)
+    assert image[:, :margin].max() > 200  # the class names, in white (anti-aliased)
+    for bad, culprit in ((["--out", str(tmp_path / "g.npz")], "write one PNG"), (["--steps", "1"], "--steps")):
+        code, _, err = run_main(capsys, "sample", str(run), "--grid", "--out", str(tmp_path / "h.png"), *bad)
+        assert code == 2 and culprit in err

@@ -1,19 +1,22 @@
-"""Sample grids: one row per class, one column per fixed latent, written as PNG with Pillow."""
+"""Sample grids (one row per class, one column per fixed latent; the rows' class names at their start) written as
+PNG with Pillow, and the interpolations a grid row can show: lerp / slerp between latents."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .data import to_uint8
 from .files import PendingFile
 
 
-def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2) -> None:
-    """Tile images [N, C, H, W] (C = 1 or 3, in [-1, 1]) into rows of ``nrow`` and save a PNG."""
+def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2,
+              row_labels: list[str] | None = None) -> None:
+    """Tile images [N, C, H, W] (C = 1 or 3, in [-1, 1]) into rows of ``nrow`` and save a PNG; ``row_labels``
+    (one per row) are written in a margin at the start of the rows."""
     n, c, h, w = images.shape
     rows = -(-n // nrow)
     grid = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
@@ -24,9 +27,51 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2) -> 
         grid[:, top:top + h, left:left + w] = pixels[i]
     array = grid.permute(1, 2, 0).numpy()
     image = Image.fromarray(array[:, :, 0] if c == 1 else np.ascontiguousarray(array))
+    if row_labels:
+        image = _with_row_labels(image, row_labels, h, padding)
     path.parent.mkdir(parents=True, exist_ok=True)
     with PendingFile(path) as pending:  # atomic, and a planted link is never followed
         pending.commit(lambda f: image.save(f, format="PNG"))
+
+
+def _with_row_labels(grid: Image.Image, labels: list[str], cell: int, padding: int) -> Image.Image:
+    """``grid`` with a left margin holding ``labels[r]`` beside row r (Pillow's built-in font, white on black)."""
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(grid)
+    width = max(measure.textbbox((0, 0), text, font=font)[2] for text in labels) + 2 * padding
+    out = Image.new(grid.mode, (grid.width + width, grid.height))
+    out.paste(grid, (width, 0))
+    draw = ImageDraw.Draw(out)
+    white = 255 if grid.mode == "L" else (255, 255, 255)
+    for r, text in enumerate(labels):
+        top, bottom = measure.textbbox((0, 0), text, font=font)[1::2]
+        y = padding + r * (cell + padding) + (cell - (bottom - top)) // 2 - top
+        draw.text((padding, y), text, fill=white, font=font)
+    return out
+
+
+def row_names(classes: list[int], names: tuple[str, ...]) -> list[str]:
+    """A grid row's label per class: its name where the dataset gives one, else its index."""
+    return [names[c] if names else str(c) for c in classes]
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(1 - t) a + t b for each t [T] of a and b [D] -> [T, D]; exactly a at t = 0 and b at t = 1."""
+    t = t[:, None].to(a.dtype)
+    return (1 - t) * a + t * b
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of a and b [D] (BigGAN / Shoemake): sin((1 - t) theta) / sin theta a +
+    sin(t theta) / sin theta b, theta the angle between them -> [T, D]; exactly a at t = 0 and b at t = 1;
+    lerp when a and b are parallel."""
+    cos = (a @ b) / (a.norm() * b.norm())
+    theta = torch.arccos(cos.clamp(-1.0, 1.0))
+    if float(theta.sin().abs()) < 1e-6:
+        return lerp(a, b, t)
+    t = t[:, None].to(a.dtype)
+    weight_a, weight_b = torch.sin((1 - t) * theta) / torch.sin(theta), torch.sin(t * theta) / torch.sin(theta)
+    return weight_a * a + weight_b * b
 
 
 def fixed_latents(z_dim: int, columns: int, seed: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from ..distributed import barrier, gather_objects, max_over_ranks, mean_over_ran
 from ..files import PendingFile, append_line, save_atomic, write_text_atomic
 from ..generator import generator_record
 from ..notices import warn
-from ..sample import class_grid, fixed_latents, grid_classes, save_grid
+from ..sample import class_grid, fixed_latents, grid_classes, row_names, save_grid
 from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
 from .resume import check_resume, check_same_data, find_resume_point
@@ -298,7 +298,8 @@ class Trainer:
             self._check_model_state()  # names the bad tensor if there is one
             raise TrainingDiverged(f"G_ema's samples at step {self.step} are not finite (its weights are): "
                                    f"training stopped{self._kept()}")
-        save_grid(images, self.grid_z.shape[0], path)
+        save_grid(images, self.grid_z.shape[0], path,
+                  row_labels=row_names(self.grid_classes, self.run.dataset.classes))
         return path
 
 
