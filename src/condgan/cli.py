@@ -1,4 +1,4 @@
-"""Command line: ``condgan train``, ``eval``, ``sample``, ``prepare``, ``presets``, ``reproduce`` and ``config``."""
+"""Command line: ``condgan`` train, eval, sample, plot, prepare, presets, reproduce and config."""
 from __future__ import annotations
 
 import argparse
@@ -166,12 +166,14 @@ def make_parser() -> argparse.ArgumentParser:
     from .eval_cli import add_parser as add_eval_parser
     from .prepare_cli import add_parser as add_prepare_parser
     from .reproduce_cli import add_parser as add_reproduce_parser
+    from .plot_cli import add_parser as add_plot_parser
     from .sample_cli import add_parser as add_sample_parser
 
     add_eval_parser(sub)
     add_prepare_parser(sub)
     add_reproduce_parser(sub)
     add_sample_parser(sub)
+    add_plot_parser(sub)
     return p
 
 
