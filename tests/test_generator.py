@@ -80,6 +80,16 @@ def test_an_old_checkpoint_of_unsized_data_asks_for_its_counts(tmp_path):
         condgan.load_generator(checkpoint, num_classes=5, img_channels=1)
 
 
+def test_a_damaged_description_is_a_one_line_error(tmp_path):
+    _trained(tmp_path)
+    checkpoint = tmp_path / "run" / "checkpoints" / "ckpt_00000002.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    del state["generator"]["num_classes"]
+    torch.save(state, checkpoint)
+    with pytest.raises(CheckpointError, match="its 'generator' record is damaged \\(KeyError"):
+        condgan.load_generator(checkpoint)
+
+
 def test_bad_targets_are_one_line_errors(tmp_path):
     with pytest.raises(CheckpointError, match="no such run dir or checkpoint"):
         condgan.load_generator(tmp_path / "nothing")

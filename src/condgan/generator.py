@@ -81,9 +81,13 @@ def describe(state: dict, path: Path, num_classes: int | None = None,
         raise ckpt.CheckpointError(f"checkpoint {path} holds a config this condgan cannot use: {e}") from None
     record = state.get("generator")
     if isinstance(record, dict):
-        names = tuple(str(n) for n in record.get("class_names", ()))
-        shape = (int(record["num_classes"]), int(record["img_channels"]))
-        version = str(record.get("condgan_version", ""))
+        try:
+            names = tuple(str(n) for n in record.get("class_names", ()))
+            shape = (int(record["num_classes"]), int(record["img_channels"]))
+            version = str(record.get("condgan_version", ""))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {path}: its 'generator' record is damaged "
+                                       f"({type(e).__name__}: {e})") from None
     else:
         from .data.registry import KNOWN_SHAPES
 
