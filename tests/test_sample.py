@@ -70,6 +70,22 @@ def test_bad_requests_are_one_line_errors_that_write_nothing(run, tmp_path, caps
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_interrupted_write_leaves_nothing_behind(run, tmp_path, capsys, monkeypatch):
+    import PIL.Image
+
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+    real = PIL.Image.Image.save
+    monkeypatch.setattr(PIL.Image.Image, "save", interrupted)
+    code, _, err = run_main(capsys, "sample", str(run), "--out", str(tmp_path / "s"), "--no-progress")
+    assert code == 130 and list(tmp_path.iterdir()) == []  # no folder, no hidden temporary one
+
+
 def test_an_existing_output_is_never_overwritten(run, tmp_path, capsys):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "mine.txt").write_text("keep")

@@ -67,14 +67,14 @@ def write_folders(out: Path, images: np.ndarray, labels: np.ndarray, names: tupl
     """PNGs in one folder per class under ``out`` (written under a temporary name, then renamed)."""
     partial = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     counts: dict[int, int] = {}
-    for image, label in zip(images, labels.tolist()):
-        folder = partial / class_folder(label, names)
-        folder.mkdir(parents=True, exist_ok=True)
-        k = counts[label] = counts.get(label, -1) + 1
-        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(folder / f"{k:06d}.png")
-    try:
+    try:  # an error or Ctrl-C mid-way leaves no half-written folder behind
+        for image, label in zip(images, labels.tolist()):
+            folder = partial / class_folder(label, names)
+            folder.mkdir(parents=True, exist_ok=True)
+            k = counts[label] = counts.get(label, -1) + 1
+            Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(folder / f"{k:06d}.png")
         partial.rename(out)
-    except OSError:
+    except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return len(labels)
