@@ -19,11 +19,10 @@ def resolve_config(preset: str | None, config_file: str | None, overrides: list[
         raise ConfigError("give either --preset or --config, not both")
     if not config_file:
         return build_config(load_preset(preset or DEFAULT_PRESET), overrides)
+    tree = load_yaml(config_file)  # its own errors name the file
     try:
-        tree = with_base(load_yaml(config_file))
+        tree = with_base(tree)
     except ConfigError as e:
-        if str(e).startswith("config file"):
-            raise
         raise ConfigError(f"config file {config_file}: {e}") from None
     return build_config(tree, overrides)
 
@@ -112,13 +111,13 @@ def _cmd_config_keys(args: argparse.Namespace) -> int:
         raise ConfigError(f"no config key starts with '{args.prefix}'")
     width = max(len(d.key) for d in docs)
     for d in docs:
-        default = yaml_value(d.default)
+        default = _yaml_value(d.default)
         choices = f"  {{{', '.join(repr(c) if c == '' else c for c in d.choices)}}}" if d.choices else ""
         print(f"{d.key:<{width}}  {d.type} = {default}{choices}  {d.meaning}")
     return 0
 
 
-def yaml_value(value: object) -> str:
+def _yaml_value(value: object) -> str:
     """A value as it would be written in a config file or after --set (null, true, "", 0.0002)."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
