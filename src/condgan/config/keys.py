@@ -172,7 +172,7 @@ def diff(a: Config, b: Config) -> list[str]:
 # are not compared at all.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
                   "train.grid_classes", "data.residency")
-RESUMABLE_SECTIONS = ("eval.",)
+RESUMABLE_SECTIONS = ("eval.", "log.")
 DESCRIPTIVE_KEYS = ("description", "reproduces")
 
 

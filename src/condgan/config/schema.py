@@ -185,6 +185,13 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    """How a run reports, besides metrics.jsonl and the sample grids (a resumed run may change it)."""
+    # the logged scalars, sample grids and evaluations as TensorBoard events in RUN/tensorboard too
+    tensorboard: bool = False
+
+
+@dataclass
 class Config:
     description: str = ""  # one line of what this config is
     reproduces: str = ""  # the paper table row a preset reproduces, with the paper's figure
@@ -198,3 +205,4 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)

@@ -24,6 +24,7 @@ from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
 from .resume import check_resume, check_same_data, find_resume_point
 from .rundir import RunDirError, RunDirLock
+from .tensorboard import TensorBoardLog, check_available
 
 GRID_COLUMNS = 10
 
@@ -68,6 +69,8 @@ class Trainer:
                 raise RunDirError(f"{folder} is not a folder; the run dir needs it as one")
         point = find_resume_point(self.ckpt_dir)
         saved_cfg = check_resume(self.cfg, point, self.out)  # before any slow work: a wrong run dir fails fast
+        if self.cfg.log.tensorboard:
+            check_available()
         self.run: Run = build_run(self.cfg, self.device)
         check_same_data(point, self.run.dataset.identity, self.cfg)
         try:
@@ -77,6 +80,7 @@ class Trainer:
         self.step = 0
         self.best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
         self._evaluator = None  # built at the first periodic evaluation
+        self.tensorboard: TensorBoardLog | None = None
         self.resumed_from: Path | None = point.path
         self._unreadable = point.unreadable  # never counted or deleted when pruning
         if point.state is not None:
@@ -86,12 +90,16 @@ class Trainer:
             ckpt.remove_orphan_temp_files(self.ckpt_dir)  # safe: the lock says their writer is gone
             write_text_atomic(self.out / "config.yaml", to_yaml(self.cfg))  # the agreed config, for people
             _truncate_log(self.out / "metrics.jsonl", self.step)
+            self.tensorboard = TensorBoardLog(self.out) if self.cfg.log.tensorboard else None
         barrier()
 
     def close(self, remove_if_empty: bool = False) -> None:
         """Give up the run dir (with ``remove_if_empty``: remove it if this trainer created it and wrote nothing)."""
         if hasattr(self, "run"):  # built: stop its background data readers
             self.run.sampler.close()
+        if getattr(self, "tensorboard", None) is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
         if self._lock is not None:
             self._lock.release(remove_if_empty)
 
@@ -226,6 +234,8 @@ class Trainer:
         bar.set_postfix({k: f"{v:.3f}" for k, v in zip(names, values) if k in ("d_loss", "g_loss")})
         if self.log_lines:
             print(progress_line(record, self.cfg.train.steps), flush=True)
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(record, self.step)
         self._check_finite(first_bad, record)
 
     def _check_finite(self, first_bad: torch.Tensor, record: dict | None = None) -> None:
@@ -268,6 +278,8 @@ class Trainer:
         scalars = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
         if self.world.is_main:
             append_line(self.out / "metrics.jsonl", json.dumps({"step": self.step, "eval": scalars}))
+            if self.tensorboard is not None:
+                self.tensorboard.scalars(scalars, self.step, prefix="eval/")
         value = scalars[e.best]
         lower = e.best in LOWER_IS_BETTER
         if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
@@ -300,6 +312,8 @@ class Trainer:
                                    f"training stopped{self._kept()}")
         save_grid(images, self.grid_z.shape[0], path,
                   row_labels=row_names(self.grid_classes, self.run.dataset.classes))
+        if self.tensorboard is not None:
+            self.tensorboard.image("samples", path, self.step)
         return path
 
 
