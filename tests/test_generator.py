@@ -143,8 +143,8 @@ def test_every_generator_takes_class_weights(arch, res, conditional):
 
 # ---------------------------------------------------------------------------- every architecture and resolution
 EVERY = [(arch, res) for arch, sizes in (("dcgan", (32,)), ("deep_cnn", (32,)), ("resnet32", (32,)),
-                                          ("resnet", (32, 64, 128)), ("sagan", (64,)), ("biggan", (32, 64, 128)),
-                                          ("fastgan", (32, 64, 128))) for res in sizes]
+                                          ("resnet", (32, 64, 128, 256)), ("sagan", (64, 256)),
+                                          ("biggan", (32, 64, 128, 256)), ("fastgan", (32, 64, 128))) for res in sizes]
 
 
 @pytest.mark.parametrize("arch,res", EVERY, ids=[f"{a}-{r}" for a, r in EVERY])
@@ -155,7 +155,7 @@ def test_every_architecture_is_rebuilt_from_its_checkpoint_alone(tmp_path, arch,
              class_names=np.array(["a", "b", "c"]))
     sets = [f"model.arch={arch}", f"data.resolution={res}", "data.name=npz", f"data.root={path}",
             "train.batch_size=4", "model.g_width=8", "model.d_width=8", "train.sample_every=100"]
-    sets += {"biggan": [f"model.z_dim={96 if res == 128 else 80}"], "fastgan": ["model.g_sn=false"],
+    sets += {"biggan": [f"model.z_dim={ {32: 80, 64: 80, 128: 96, 256: 112}[res]}"], "fastgan": ["model.g_sn=false"],
              "deep_cnn": [], "resnet32": ["model.g_width=16", "model.d_width=16"]}.get(arch, [])
     trainer = _trained(tmp_path, *sets)
     path.unlink()  # no dataset: the checkpoint alone
