@@ -96,6 +96,9 @@ def test_bad_targets_are_one_line_errors(tmp_path):
     (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="no checkpoint in"):
         condgan.load_generator(tmp_path / "empty")
+    (tmp_path / "empty" / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="best.pt is there: pass it as the target"):
+        condgan.load_generator(tmp_path / "empty")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt cannot be read"):
         condgan.load_generator(tmp_path / "junk.pt")

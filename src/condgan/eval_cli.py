@@ -11,10 +11,9 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, from_dict
 from .data.registry import reference_split
 from .files import PendingFile
-from .generator import build_generator, standing_statistics
+from .generator import build_generator, checkpoint_config, find_checkpoint, standing_statistics
 from .metrics.backbones import BACKBONES
 from .metrics.errors import EvalError
 from .metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
@@ -25,18 +24,10 @@ from .train import checkpoint as ckpt
 
 def resolve_target(target: str) -> tuple[Path, Path]:
     """(run dir, checkpoint) for a run dir (its latest checkpoint) or a checkpoint file."""
-    path = Path(target)
-    if path.is_dir():
-        found = ckpt.list_checkpoints(path / "checkpoints")
-        if not found:
-            best = path / "checkpoints" / "best.pt"
-            hint = f" ({best} is there: pass it as the target)" if best.is_file() else ""
-            raise EvalError(f"no checkpoint in {path / 'checkpoints'}{hint}")
-        return path, found[-1]
-    if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        return run_dir, path
-    raise EvalError(f"no such run dir or checkpoint: {target}")
+    path = find_checkpoint(target)
+    if Path(target).is_dir():
+        return Path(target), path
+    return (path.parent.parent if path.parent.name == "checkpoints" else path.parent), path
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -55,10 +46,7 @@ def run_eval(args: argparse.Namespace) -> int:
     bad = ckpt.first_nonfinite({f"G_ema.{k}": v for k, v in state["G_ema"].items() if isinstance(v, torch.Tensor)})
     if bad is not None:  # a diverged run's generator is not scored (checked before any slow work)
         raise EvalError(f"checkpoint {path}: {bad} holds NaN or infinity; a diverged generator is not scored")
-    try:
-        cfg = from_dict(state["config"])
-    except ConfigError as e:
-        raise ckpt.CheckpointError(f"checkpoint {path} holds a config this condgan cannot use: {e}") from None
+    cfg = checkpoint_config(state, path)
     ref_split = reference_split(cfg.data.name) if args.ref == "auto" else args.ref
     request = EvalRequest(metrics=parse_metrics(args.metrics), backbone=args.backbone,
                           num_samples=args.num or cfg.eval.num_samples, ref_split=ref_split, resize=args.resize,

@@ -43,19 +43,28 @@ def generator_record(cfg: Config, num_classes: int, img_channels: int, class_nam
 
 
 def find_checkpoint(target: str | Path) -> Path:
-    """A checkpoint file itself, or a run dir's newest checkpoint (its best.pt when it holds no other)."""
+    """A checkpoint file itself, or a run dir's newest ``ckpt_*.pt`` (best.pt only when named: a one-line
+    error says so when it is all a run dir holds)."""
     path = Path(target)
     if path.is_dir():
         found = ckpt.list_checkpoints(path / "checkpoints")
-        if found:
-            return found[-1]
-        best = path / "checkpoints" / "best.pt"
-        if best.is_file():
-            return best
-        raise ckpt.CheckpointError(f"no checkpoint in {path / 'checkpoints'}")
+        if not found:
+            best = path / "checkpoints" / "best.pt"
+            hint = f" ({best} is there: pass it as the target)" if best.is_file() else ""
+            raise ckpt.CheckpointError(f"no checkpoint in {path / 'checkpoints'}{hint}")
+        return found[-1]
     if path.is_file():
         return path
     raise ckpt.CheckpointError(f"no such run dir or checkpoint: {target}")
+
+
+def checkpoint_config(state: dict, path: Path) -> Config:
+    """The config a loaded checkpoint ``state`` (read from ``path``) was trained with; a one-line error if this
+    condgan cannot use it."""
+    try:
+        return from_dict(state["config"])
+    except ConfigError as e:
+        raise ckpt.CheckpointError(f"checkpoint {path} holds a config this condgan cannot use: {e}") from None
 
 
 def load_generator(target: str | Path, device: str | torch.device = "cpu", num_classes: int | None = None,
@@ -75,10 +84,7 @@ def load_generator(target: str | Path, device: str | torch.device = "cpu", num_c
 def describe(state: dict, path: Path, num_classes: int | None = None,
              img_channels: int | None = None) -> GeneratorInfo:
     """The GeneratorInfo of a loaded checkpoint ``state`` (read from ``path``)."""
-    try:
-        cfg = from_dict(state["config"])
-    except ConfigError as e:
-        raise ckpt.CheckpointError(f"checkpoint {path} holds a config this condgan cannot use: {e}") from None
+    cfg = checkpoint_config(state, path)
     record = state.get("generator")
     if isinstance(record, dict):
         try:
