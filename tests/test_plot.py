@@ -6,7 +6,7 @@ import json
 from PIL import Image
 
 from conftest import run_main
-from condgan.plot_cli import families, read_records
+from condgan.plot_cli import families, split_records
 
 
 def _log(run, lines: list[str]) -> None:
@@ -20,7 +20,7 @@ def test_every_family_gets_a_figure_with_a_panel_per_value(tmp_path, capsys):
     lines = [json.dumps(r) for r in records] + ['{"step": 100, "eval": {"fid": 9.5, "acc_top1": 0.5}}', "garbage",
                                                  '{"step": 150, "d_loss": NaN}']
     _log(tmp_path / "run", lines)
-    train, evals = read_records(tmp_path / "run" / "metrics.jsonl")
+    train, evals = split_records(tmp_path / "run" / "metrics.jsonl")
     assert len(train) == 4 and [e["step"] for e in evals] == [100]  # the garbage line is skipped
     plotted = families(train, evals)
     assert plotted["losses"]["d_loss"] == ([50, 100, 150], [0.02, 0.01, 1.0 / 150])  # NaN left out

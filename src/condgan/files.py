@@ -9,6 +9,7 @@ stores take (:func:`take_lock`).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 import zipfile
@@ -147,6 +148,23 @@ def append_line(path: str | Path, line: str) -> None:
             f.write(line + "\n")
     except OSError as e:
         raise _naming(e, Path(path)) from None
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The JSON-object lines of a log ``append_line`` wrote (metrics.jsonl) that carry an integer ``step``, in
+    order; a missing file is [], and a line a killed writer tore or anything else unreadable is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            out.append(record)
+    return out
 
 
 def save_atomic(obj: object, path: str | Path) -> Path:

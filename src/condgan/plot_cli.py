@@ -8,27 +8,20 @@ metric). Families with nothing logged are not drawn.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
+from .files import read_records
 from .metrics.errors import EvalError
 
 DIAGNOSTICS = ("d_feat_norm", "d_head_grad_norm", "d_cond_grad_norm", "d_p_target")
 
 
-def read_records(path: Path) -> tuple[list[dict], list[dict]]:
+def split_records(path: Path) -> tuple[list[dict], list[dict]]:
     """(training records, evaluation records) of a metrics.jsonl; unreadable lines are skipped."""
-    train, evals = [], []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            continue
-        (evals if isinstance(record.get("eval"), dict) else train).append(record)
-    return train, evals
+    records = read_records(path)
+    return ([r for r in records if not isinstance(r.get("eval"), dict)],
+            [r for r in records if isinstance(r.get("eval"), dict)])
 
 
 def series(records: list[dict], keys: list[str]) -> dict[str, tuple[list[int], list[float]]]:
@@ -87,7 +80,7 @@ def run_plot(args: argparse.Namespace) -> int:
     log = run / "metrics.jsonl"
     if not log.is_file():
         raise EvalError(f"no metrics.jsonl in {run}: give a run directory `condgan train` wrote")
-    train, evals = read_records(log)
+    train, evals = split_records(log)
     plotted = families(train, evals)
     if not plotted:
         raise EvalError(f"{log} holds no training or evaluation record to plot")

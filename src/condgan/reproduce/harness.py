@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import ConfigError
+from ..files import read_records
 from .tables import CONDGAN_KEYS, Table
 
 EVAL_RECORD = "reproduce_eval.json"  # in the run dir, written by `condgan eval --out`
@@ -182,7 +183,7 @@ def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:
     periodic evaluations (first, last, best)."""
     out = []
     for row in table.rows:
-        logs = [_read_log(j.run_dir / "metrics.jsonl") for j in todo if j.label == row.label]
+        logs = [read_records(j.run_dir / "metrics.jsonl") for j in todo if j.label == row.label]
         logs = [log for log in logs if log]
         if not logs:
             continue
@@ -212,12 +213,6 @@ def _first_peak_last(series: list[list[float]]) -> str:
         return [sum(b) / len(b) for b in blocks]
     picks = [(t[0], max(t), t[-1]) for t in map(tenths, series)]
     return " → ".join(f"{sum(p[i] for p in picks) / len(picks):.3g}" for i in range(3))
-
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _fmt(value: float | None) -> str:
