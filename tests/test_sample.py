@@ -59,7 +59,7 @@ def test_npz_and_chosen_classes(run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, culprit", [
-    (["--classes", "3,12"], "class 12 does not exist (the generator has 10 classes)"),
+    (["--classes", "3,12"], "--classes: class 12 is not one of the dataset's 10 classes (0..9)"),
     (["--classes", "3,3"], "distinct class indices"),
     (["--per-class", "0"], "--per-class and --batch-size must be at least 1"),
     (["--format", "npz"], "name it *.npz"),

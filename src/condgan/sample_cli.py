@@ -36,10 +36,10 @@ def parse_classes(text: str | None, num_classes: int) -> list[int]:
     parts = [p.strip() for p in text.split(",")]
     if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
         raise EvalError(f"--classes must be a comma list of distinct class indices; got {text!r}")
-    classes = [int(p) for p in parts]
-    if max(classes) >= num_classes:
-        raise EvalError(f"--classes: class {max(classes)} does not exist (the generator has {num_classes} classes)")
-    return classes
+    try:
+        return grid_classes(",".join(parts), num_classes)  # the training grid's parser checks the range
+    except ValueError as e:
+        raise EvalError(f"--classes: {e}") from None
 
 
 def class_folder(index: int, names: tuple[str, ...]) -> str:
