@@ -4,8 +4,9 @@
 
 Both pairs in float64; StudioGAN's is imported from the checkout (ReACGAN CIFAR10 settings, as in
 studiogan_step.py). Its weights, with random biases, attention gains and BN statistics so that none is a
-constant, are copied into condgan's through MODULE_MAP; every stored spectral-norm v is set to
-normalize(W^T u), the v condgan's eval mode computes from u. On the same inputs: (a) eval-mode D outputs and
+constant, are copied into condgan's by its StudioGAN import (condgan.studiogan); every stored spectral-norm v
+is first set to normalize(W^T u), as after a training forward (a fresh torch SN layer's random u and v can give
+a negative u^T W v). On the same inputs: (a) eval-mode D outputs and
 G images; (c) those D outputs with condgan's DiscBlocks on the raw-x shortcut, which must differ; (b) one
 training forward + backward of D and of G (one power iteration, BN batch statistics): outputs, gradients
 and updated buffers (u, BN statistics). Exit 1 when an (a)/(b) difference exceeds TOL or (c) agrees.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import types
-from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -29,36 +29,13 @@ from condgan.config import build_config  # noqa: E402
 from condgan.nets import build_nets  # noqa: E402
 from condgan.nets.blocks import DiscBlock  # noqa: E402
 from condgan.presets import load_preset  # noqa: E402
+from condgan.studiogan import condgan_keys, load_studiogan  # noqa: E402
 from studiogan_step import CLASSES, Z_DIM, _modules, _placeholder_modules  # noqa: E402
 
 TOL, SENSITIVE = 1e-10, 1e-6
 Table = dict[str, str]
 Tensors = dict[str, torch.Tensor]
 Rows = list[tuple[str, float, float, str, bool]]  # quantity, max |diff|, max |value|, worst tensor, gates exit
-
-# StudioGAN module -> condgan module; a key's longest matching module prefix is replaced, the rest kept.
-# Its blocks: conv2d0 = 1x1 shortcut, conv2d1 / conv2d2 = the 3x3 convs; a GenBlock's bn1 / bn2 = the cBNs.
-_RES = {"conv2d0": "conv_sc", "conv2d1": "conv0", "conv2d2": "conv1"}
-_GEN = {**_RES, "bn1": "cbn1", "bn2": "cbn2"}
-_ATTN = {"conv1x1_theta": "theta", "conv1x1_phi": "phi", "conv1x1_g": "g", "conv1x1_attn": "o"}
-
-
-def _block(sg: str, cg: str, children: Table) -> Table:
-    return {sg: cg, **{f"{sg}.{a}": f"{cg}.{b}" for a, b in children.items()}}
-
-
-MODULE_MAP: dict[str, Table] = {
-    "G": {"linear0": "linear0", "shared": "shared", "bn4": "bn", "conv2d5": "conv_out",
-          **_block("blocks.0.0", "blocks.0", _GEN), **_block("blocks.1.0", "blocks.1", _GEN),
-          **_block("blocks.2.0", "attn", _ATTN),  # attn_g_loc [2]: after the second GenBlock
-          **_block("blocks.3.0", "blocks.2", _GEN)},
-    "D": {"linear1": "heads.adv", "linear2": "heads.embed", "embedding": "heads.proxy",
-          **_block("blocks.0.0", "opt_block", _RES), **_block("blocks.1.0", "attn", _ATTN),  # attn_d_loc [1]
-          **_block("blocks.2.0", "blocks.0", _RES), **_block("blocks.3.0", "blocks.1", _RES),
-          **_block("blocks.4.0", "blocks.2", _RES)},
-}
-LEAF_MAP = {"weight_orig": "weight", "weight_u": "u", "sigma": "gamma"}  # weight_v: condgan stores no v
-
 
 def studiogan_nets(checkout: str) -> tuple[nn.Module, nn.Module]:
     """StudioGAN's big_resnet (G, D) with the ReACGAN CIFAR10 settings, imported from ``checkout``."""
@@ -82,17 +59,6 @@ def studiogan_nets(checkout: str) -> tuple[nn.Module, nn.Module]:
     return g.double(), d.double()
 
 
-def condgan_name(key: str, table: Table) -> str | None:
-    """condgan's state key for StudioGAN's ``key`` (None for a stored SN v)."""
-    path, leaf = key.rsplit(".", 1)
-    if leaf == "weight_v":
-        return None
-    prefix = max((p for p in table if path == p or path.startswith(p + ".")), key=len, default=None)
-    if prefix is None:
-        raise KeyError(f"no condgan module for StudioGAN key {key!r}")
-    return ".".join(s for s in (table[prefix], path[len(prefix) + 1:], LEAF_MAP.get(leaf, leaf)) if s)
-
-
 @torch.no_grad()
 def randomise(net: nn.Module, gen: torch.Generator) -> None:
     """Random values where StudioGAN's init leaves constants: biases, attention sigma, BN affine and stats."""
@@ -108,18 +74,11 @@ def randomise(net: nn.Module, gen: torch.Generator) -> None:
                 p.normal_(0, 0.5 if name == "sigma" else 0.2, generator=gen)
 
 
-@torch.no_grad()
-def copy_weights(sg: nn.Module, cg: nn.Module, table: Table) -> dict[str, str]:
-    """Copy ``sg``'s state into ``cg``; {StudioGAN key: condgan key}. Every condgan key is set exactly once."""
-    target, mapping = cg.state_dict(), {}
-    for key, value in sg.state_dict().items():
-        if (name := condgan_name(key, table)) is not None:
-            assert name in target, f"StudioGAN {key} -> {name}: no such condgan key"
-            target[name].copy_(value.reshape(target[name].shape))
-            mapping[key] = name
-    counts = Counter(mapping.values())
-    assert counts.keys() == target.keys() and set(counts.values()) == {1}, (
-        f"unassigned: {sorted(target.keys() - counts.keys())}, twice: {[k for k, n in counts.items() if n > 1]}")
+def copy_weights(sg: nn.Module, cg: nn.Module) -> dict[str, str]:
+    """Load ``sg``'s state into ``cg`` with condgan's StudioGAN import; {StudioGAN key: condgan key}."""
+    load_studiogan(cg, sg.state_dict(), "StudioGAN net")
+    mapping = condgan_keys(cg)
+    assert sorted(mapping.values()) == sorted(cg.state_dict()), "a condgan tensor has no StudioGAN counterpart"
     return mapping
 
 
@@ -211,8 +170,9 @@ def main() -> int:
     maps = {}
     for name, sg, cg in (("G", sg_g, cg_g), ("D", sg_d, cg_d)):
         randomise(sg, gen)
-        maps[name] = copy_weights(sg, cg, MODULE_MAP[name])
-        print(f"{name}: {len(maps[name])} tensors copied, {sync_sn_v(sg)} SN v set to normalize(W^T u)")
+        synced = sync_sn_v(sg)
+        maps[name] = copy_weights(sg, cg)
+        print(f"{name}: {len(maps[name])} tensors copied, {synced} SN v set to normalize(W^T u)")
 
     n, f64 = args.batch, dict(generator=gen, dtype=torch.float64)
     x, z = torch.rand(n, 3, 32, 32, **f64) * 2 - 1, torch.randn(n, Z_DIM, **f64)

@@ -163,6 +163,7 @@ def make_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_cmd_config_keys)
 
     from .eval_cli import add_parser as add_eval_parser
+    from .import_cli import add_parser as add_import_parser
     from .prepare_cli import add_parser as add_prepare_parser
     from .reproduce_cli import add_parser as add_reproduce_parser
     from .plot_cli import add_parser as add_plot_parser
@@ -173,6 +174,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_reproduce_parser(sub)
     add_sample_parser(sub)
     add_plot_parser(sub)
+    add_import_parser(sub)
     return p
 
 

@@ -1,0 +1,197 @@
+"""PyTorch-StudioGAN's state-dict layout for condgan's nets, and the conversion both ways.
+
+condgan's ``biggan``, ``resnet`` / ``sagan`` / ``resnet32`` and ``deep_cnn`` are the networks of StudioGAN's
+``models/big_resnet.py``, ``models/resnet.py`` and ``models/deep_conv.py`` (the layout of its v0.4 tree, commit
+947b35e); only the names differ, plus three stored forms:
+
+* Spectral norm. StudioGAN's layers (``torch.nn.utils.spectral_norm``) store ``weight_orig``, ``weight_u`` and
+  ``weight_v`` and, in eval mode, divide by sigma = u^T W v from the stored vectors. condgan stores ``weight`` and
+  ``u`` and, in eval mode, uses sigma = ||W^T u|| (v recomputed). Import keeps W and u's direction and scales u by
+  sigma / ||W^T u||, so condgan's eval-mode sigma is StudioGAN's exactly; the first training forward normalises
+  u again. Export writes u / ||u|| and v = normalize(W^T u), whose u^T W v is condgan's sigma (exact for a unit u,
+  as every condgan-trained layer has).
+* Self-attention's gain: ``sigma`` [1] there, ``gamma`` [] here.
+* The unconditional G of resnet.py / deep_conv.py has plain affine BNs where condgan has a one-class conditional
+  BN: weight = 1 + gain, bias = bias.
+
+:func:`to_studiogan` and :func:`load_studiogan` walk the same list of units, so each name is written once.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .nets.deep_cnn import DeepCNNGenerator
+from .nets.layers import ConditionalBatchNorm2d, SelfAttention, _SpectralNorm
+from .nets.resnet import ResNetGenerator
+
+# condgan model.arch -> StudioGAN's MODEL.backbone of the same network
+BACKBONES = {"biggan": "big_resnet", "biggan32": "big_resnet", "resnet": "resnet", "sagan": "resnet",
+             "resnet32": "resnet", "deep_cnn": "deep_conv"}
+
+# condgan module name -> StudioGAN's, inside residual blocks, self-attention and the D heads
+_BLOCK = {"conv_sc": "conv2d0", "conv0": "conv2d1", "conv1": "conv2d2", "cbn1": "bn1", "cbn2": "bn2"}
+_ATTENTION = {"theta": "conv1x1_theta", "phi": "conv1x1_phi", "g": "conv1x1_g", "o": "conv1x1_attn"}
+_HEADS = {"adv": "linear1", "classifier": "linear2", "embed": "linear2", "projection": "embedding",
+          "proxy": "embedding", "tac_classifier": "linear_mi", "tac_embed": "linear_mi", "tac_proxy": "embedding_mi"}
+
+
+class StudioGANError(ValueError):
+    """A StudioGAN state dict that does not fit the condgan net; the message names the first key."""
+
+
+def studiogan_name(path: str, net: nn.Module) -> str:
+    """StudioGAN's name of condgan module ``path`` (a dotted name in ``net``, a G or a D of a BACKBONES arch).
+
+    StudioGAN keeps its blocks in one list, ``blocks.<slot>.0``, with the self-attention layer a slot of its own
+    right after the block it follows; condgan counts D's optimised block as block 1, as StudioGAN's attn_d_loc.
+    """
+    head, *rest = path.split(".")
+    attn = getattr(net, "attn_after", 0)
+    is_d = hasattr(net, "heads")  # every D has its heads; no G has
+
+    def slot(block: int, inner: list[str]) -> str:
+        name = f"blocks.{block - 1 + int(bool(attn) and block > attn)}.0"
+        return ".".join([name, _BLOCK.get(inner[0], inner[0]), *inner[1:]]) if inner else name
+
+    if head == "blocks":
+        return slot(int(rest[0]) + (2 if is_d else 1), rest[1:])
+    if head == "opt_block":
+        return slot(1, rest)
+    if head == "attn":
+        return ".".join([f"blocks.{attn}.0", *([_ATTENTION[rest[0]]] if rest else [])])
+    if head == "heads":
+        return _HEADS[rest[0]]
+    if head in ("ups", "norms"):  # deep_conv's G: blocks.i.0 = deconv0, bn0
+        return ".".join([f"blocks.{rest[0]}.0", "deconv0" if head == "ups" else "bn0", *rest[1:]])
+    if head == "body":  # deep_conv's D: blocks.i.0 = conv0, conv1 (each followed by its ReLU), then conv1
+        layer = int(rest[0])
+        return "conv1" if layer == 12 else f"blocks.{layer // 4}.0.conv{layer % 4 // 2}"
+    if head == "conv_out":
+        return "conv4" if isinstance(net, DeepCNNGenerator) else "conv2d5"
+    return {"bn": "bn4"}.get(head, path)
+
+
+def _units(net: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(name, module) of every module that owns tensors, in order; a one-class conditional BN of a G that
+    StudioGAN builds with plain BNs counts as one unit (its children are not listed)."""
+    plain_bn = isinstance(net, (ResNetGenerator, DeepCNNGenerator)) and not net.conditional
+    skip: tuple[str, ...] = ()
+    for name, module in net.named_modules():
+        if not name or (skip and name.startswith(skip)):
+            continue
+        if plain_bn and isinstance(module, ConditionalBatchNorm2d):
+            skip += (name + ".",)
+            yield name, module
+        elif module._parameters or module._buffers:
+            yield name, module
+
+
+def _eval_weight(layer: nn.Module) -> torch.Tensor:
+    return layer.normalized_weight() if isinstance(layer, _SpectralNorm) else layer.weight
+
+
+@torch.no_grad()
+def _export_unit(module: nn.Module) -> dict[str, torch.Tensor]:
+    """One unit's tensors under StudioGAN's leaf names."""
+    if isinstance(module, ConditionalBatchNorm2d):  # one class: a plain affine BN
+        return {"weight": 1 + _eval_weight(module.gain)[:, 0], "bias": _eval_weight(module.bias)[:, 0],
+                **module.bn.state_dict()}
+    if isinstance(module, SelfAttention):
+        return {"sigma": module.gamma.detach().reshape(1)}
+    out = {k: v.detach() for k, v in module.state_dict().items() if "." not in k}
+    if isinstance(module, _SpectralNorm):
+        mat = out.pop("weight").reshape(module.weight.shape[0], -1)
+        u = out.pop("u")
+        out = {"weight_orig": module.weight.detach(), "weight_u": F.normalize(u, dim=0, eps=module.sn_eps),
+               "weight_v": F.normalize(mat.t() @ u, dim=0, eps=module.sn_eps), **out}
+    return {k: v.clone() for k, v in out.items()}
+
+
+def to_studiogan(net: nn.Module) -> dict[str, torch.Tensor]:
+    """``net``'s state dict in StudioGAN's layout: the same function in eval mode (see the module docstring)."""
+    was_training = net.training
+    net.eval()  # spectral norm's eval weights: no power step, so reading never changes u
+    try:
+        return {f"{studiogan_name(name, net)}.{k}": v for name, module in _units(net)
+                for k, v in _export_unit(module).items()}
+    finally:
+        net.train(was_training)
+
+
+def condgan_keys(net: nn.Module) -> dict[str, str]:
+    """StudioGAN state key -> condgan's, for every tensor stored in both (not spectral norm's v, which condgan
+    does not store, nor the plain BN that condgan stores as a one-class conditional BN)."""
+    rename = {"weight_orig": "weight", "weight_u": "u", "sigma": "gamma"}
+    return {f"{studiogan_name(name, net)}.{k}": f"{name}.{rename.get(k, k)}" for name, module in _units(net)
+            if not isinstance(module, ConditionalBatchNorm2d) for k in _export_unit(module) if k != "weight_v"}
+
+
+def _set_spectral(layer: nn.Module, weight: torch.Tensor, sigma: torch.Tensor, direction: torch.Tensor,
+                  key: str) -> None:
+    """Make SN ``layer`` compute ``weight / sigma`` in eval mode: u = direction * sigma / ||W^T direction||."""
+    w64, d64, s64 = weight.double(), direction.double(), sigma.double()
+    reach = torch.linalg.vector_norm(w64.reshape(w64.shape[0], -1).t() @ d64)
+    if not (bool(torch.isfinite(s64)) and float(s64) > 0 and float(reach) > 0):
+        raise StudioGANError(f"'{key}' gives spectral norm sigma {float(s64):.4g} (with ||W^T u|| "
+                             f"{float(reach):.4g}): not a spectrally normalised layer condgan can represent")
+    layer.weight.copy_(weight)
+    layer.u.copy_(d64 * (s64 / reach))
+
+
+@torch.no_grad()
+def _import_unit(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """Set one unit from its StudioGAN tensors (keys and shapes already checked)."""
+    if isinstance(module, ConditionalBatchNorm2d):
+        module.bn.load_state_dict({k: tensors[k] for k in module.bn.state_dict()})
+        gain, bias = (tensors["weight"] - 1)[:, None], tensors["bias"][:, None]
+        for layer, value, name in ((module.gain, gain, "weight"), (module.bias, bias, "bias")):
+            if isinstance(layer, _SpectralNorm):  # a column's sigma is its norm: u along it, scaled to sigma 1
+                _set_spectral(layer, value, torch.ones(()), F.normalize(value[:, 0], dim=0), f"{prefix}.{name}")
+            else:
+                layer.weight.copy_(value)
+        return
+    if isinstance(module, SelfAttention):
+        module.gamma.copy_(tensors["sigma"].reshape(()))
+        return
+    own = {k: tensors[k] for k in module.state_dict() if "." not in k and k not in ("weight", "u")}
+    if isinstance(module, _SpectralNorm):
+        w, u, v = tensors["weight_orig"], tensors["weight_u"], tensors["weight_v"]
+        sigma = u.double() @ w.double().reshape(w.shape[0], -1) @ v.double()
+        _set_spectral(module, w, sigma, u, f"{prefix}.weight_u")
+    elif "weight" in module.state_dict():
+        own["weight"] = tensors["weight"]
+    for k, v in own.items():
+        getattr(module, k).copy_(v)
+
+
+def load_studiogan(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Set condgan ``net`` from ``state`` in StudioGAN's layout (``what`` names it in errors, e.g. "G_ema of X").
+
+    Every key must be there with its shape, and nothing else: the first that does not fit is a one-line
+    StudioGANError. A DataParallel ``module.`` prefix on every key is dropped.
+    """
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    expected = to_studiogan(net)
+    for key, want in expected.items():
+        have = state.get(key)
+        if have is None:
+            raise StudioGANError(f"{what}: no '{key}', which condgan's net needs (shape {tuple(want.shape)}); "
+                                 f"is it another architecture or config?")
+        if not isinstance(have, torch.Tensor) or have.shape != want.shape:
+            shape = tuple(have.shape) if isinstance(have, torch.Tensor) else type(have).__name__
+            raise StudioGANError(f"{what}: '{key}' is {shape}, condgan's net expects {tuple(want.shape)}")
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise StudioGANError(f"{what}: '{extra[0]}' has no place in condgan's net ({len(extra)} such keys): "
+                             f"is it another architecture or config?")
+    for name, module in _units(net):
+        prefix = studiogan_name(name, net)
+        try:
+            _import_unit(module, {k: state[f"{prefix}.{k}"] for k in _export_unit(module)}, prefix)
+        except StudioGANError as e:
+            raise StudioGANError(f"{what}: {e}") from None
