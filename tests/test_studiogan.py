@@ -257,3 +257,17 @@ def test_bad_imports_are_one_line_errors_that_write_nothing(tmp_path, capsys, se
                             "--out", str(tmp_path / "run"))
     assert code == 2 and culprit in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "run").exists()
+
+
+def test_import_never_writes_into_a_used_folder_and_checks_its_counts(tmp_path, capsys):
+    folder = _studiogan_folder(tmp_path / "sg")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    for extra, culprit in ((["--out", str(used)], "exists and is not an empty folder"),
+                           (["--out", str(tmp_path / "r"), "--num-classes", "0"], "--num-classes must be at least 1"),
+                           (["--out", str(tmp_path / "r"), "--num-classes", "7"], "cifar10 has 10 classes")):
+        code, _, err = run_main(capsys, "import-studiogan", str(folder), "--preset", "cifar10-reacgan", *CLI_SET,
+                                *extra)
+        assert code == 2 and culprit in err and err.strip().count("\n") == 0, err
+    assert [p.name for p in used.iterdir()] == ["notes.txt"] and not (tmp_path / "r").exists()
