@@ -31,25 +31,11 @@ from condgan.nets.stages import STUDIOGAN_STAGES  # noqa: E402
 from condgan.studiogan import BACKBONES  # noqa: E402
 from studiogan_reference import BATCH, CASES, REFERENCE, case_config, inputs, num_classes, probe  # noqa: E402
 from studiogan_reference import studiogan_state  # noqa: E402
-from studiogan_step import _placeholder_modules  # noqa: E402
+from studiogan_step import _modules, _placeholder_modules  # noqa: E402
 
 D_COND = {"none": "W/O", "pd": "PD", "ac": "AC", "mh": "MH", "2c": "2C", "d2d_ce": "D2DCE"}
 AUX = {"none": "W/O", "tac": "TAC", "adc": "ADC"}
 D_OUTPUTS = ("adv_output", "h", "embed", "proxy", "cls_output", "mi_embed", "mi_proxy", "mi_cls_output")
-
-
-def _layers(ops, cfg: Config, backbone: str) -> types.SimpleNamespace:
-    """The layer set StudioGAN's config.define_modules picks for this config."""
-    relu = nn.ReLU(inplace=True)
-    g_sn, d_sn = cfg.model.g_sn, cfg.model.d_sn
-    cond_bn = cfg.loss.cond != "none" or backbone == "big_resnet"
-    return types.SimpleNamespace(
-        g_conv2d=ops.snconv2d if g_sn else ops.conv2d, g_deconv2d=ops.sndeconv2d if g_sn else ops.deconv2d,
-        g_linear=ops.snlinear if g_sn else ops.linear, g_embedding=ops.sn_embedding if g_sn else ops.embedding,
-        d_conv2d=ops.snconv2d if d_sn else ops.conv2d, d_deconv2d=ops.sndeconv2d if d_sn else ops.deconv2d,
-        d_linear=ops.snlinear if d_sn else ops.linear, d_embedding=ops.sn_embedding if d_sn else ops.embedding,
-        g_bn=ops.ConditionalBatchNorm2d if cond_bn else ops.batchnorm_2d, d_bn=ops.batchnorm_2d,
-        g_act_fn=relu, d_act_fn=relu)
 
 
 def studiogan_pair(src: Path, cfg: Config) -> tuple[nn.Module, nn.Module]:
@@ -65,7 +51,8 @@ def studiogan_pair(src: Path, cfg: Config) -> tuple[nn.Module, nn.Module]:
     # resnet32 reads its widths as the blocks' own; StudioGAN's g/d_conv_dim are multiplied by 4 / 2 at 32 px
     g_dim, d_dim = (m.g_width // 4, m.d_width // 2) if m.arch == "resnet32" else (m.g_width, m.d_width)
     info = types.SimpleNamespace(info_type="N/A", g_info_injection="N/A")
-    layers = _layers(ops, cfg, backbone)
+    # StudioGAN's config.define_modules: big_resnet always builds conditional BNs (fed z chunks alone when W/O)
+    layers = _modules(ops, m.g_sn, m.d_sn, cond_bn=cfg.loss.cond != "none" or backbone == "big_resnet")
     common = dict(num_classes=num_classes(cfg), mixed_precision=False, MODULES=layers, MODEL=info)
     g = module.Generator(z_dim=m.z_dim, g_shared_dim=m.shared_dim, img_size=res, g_conv_dim=g_dim,
                          apply_attn=attention, attn_g_loc=[stages.g_attn_after],

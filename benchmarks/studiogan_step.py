@@ -55,13 +55,16 @@ def _placeholder_modules() -> None:
         stub("matplotlib.pyplot")
 
 
-def _modules(ops) -> types.SimpleNamespace:
-    """The layer set its config builds for SN in G and D, conditional BN and ReLU."""
+def _modules(ops, g_sn: bool = True, d_sn: bool = True, cond_bn: bool = True) -> types.SimpleNamespace:
+    """The layer set its config.define_modules builds: SN in G / D or not, conditional or plain BN in G, ReLU."""
     relu = nn.ReLU(inplace=True)
     return types.SimpleNamespace(
-        g_conv2d=ops.snconv2d, g_deconv2d=ops.sndeconv2d, g_linear=ops.snlinear, g_embedding=ops.sn_embedding,
-        d_conv2d=ops.snconv2d, d_deconv2d=ops.sndeconv2d, d_linear=ops.snlinear, d_embedding=ops.sn_embedding,
-        g_bn=ops.ConditionalBatchNorm2d, g_act_fn=relu, d_act_fn=relu)
+        g_conv2d=ops.snconv2d if g_sn else ops.conv2d, g_deconv2d=ops.sndeconv2d if g_sn else ops.deconv2d,
+        g_linear=ops.snlinear if g_sn else ops.linear, g_embedding=ops.sn_embedding if g_sn else ops.embedding,
+        d_conv2d=ops.snconv2d if d_sn else ops.conv2d, d_deconv2d=ops.sndeconv2d if d_sn else ops.deconv2d,
+        d_linear=ops.snlinear if d_sn else ops.linear, d_embedding=ops.sn_embedding if d_sn else ops.embedding,
+        g_bn=ops.ConditionalBatchNorm2d if cond_bn else ops.batchnorm_2d, d_bn=ops.batchnorm_2d,
+        g_act_fn=relu, d_act_fn=relu)
 
 
 def _set_bn_tracking(net: nn.Module, on: bool) -> None:

@@ -28,8 +28,8 @@ from .train import checkpoint as ckpt
 
 _FILE = re.compile(r"^model=(G|G_ema|D)-(best|current)-weights-step=(\d+)\.pth$")
 # numpy scalars StudioGAN keeps beside the weights (best FID, augmentation p): allowed, nothing else
-_NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
-                  np.dtypes.Int64DType, np.dtypes.Int32DType, np.dtypes.BoolDType]
+_NUMPY_SCALARS = [getattr(np, "_core", getattr(np, "core", None)).multiarray.scalar, np.dtype,
+                  *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]
 IMAGE_CHANNELS = 3  # StudioGAN's generators always write RGB
 
 

@@ -86,7 +86,7 @@ def _units(net: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         if plain_bn and isinstance(module, ConditionalBatchNorm2d):
             skip += (name + ".",)
             yield name, module
-        elif module._parameters or module._buffers:
+        elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
             yield name, module
 
 
