@@ -63,6 +63,26 @@ def test_mnist5k_resolution(mnist):
     assert torch.equal(small.labels, mnist[1].labels)
 
 
+def test_mnist5k_pairs_are_two_digits_of_their_class(mnist):
+    """Class 10a + b: its left half is some digit a and its right half some digit b of the same split, each
+    squeezed to half width by averaging column pairs (checked here in numpy, with integer rounding)."""
+    for split, digits, per_class in (("train", mnist[0], 50), ("test", mnist[1], 20)):
+        pairs = load_dataset(DataConfig(name="mnist5k_pairs"), split)
+        assert pairs.images.shape == (100 * per_class, 1, 32, 32) and pairs.num_classes == 100
+        assert torch.equal(pairs.labels.bincount(), torch.full((100,), per_class))
+        assert pairs.classes[37] == "37" and pairs.name == "mnist5k_pairs"
+        d = digits.images[:, 0].numpy().astype(np.int64)
+        squeezed = (d[:, :, 0::2] + d[:, :, 1::2] + 1) // 2                # [N, 32, 16]
+        halves = {digit: {squeezed[i].tobytes() for i in np.flatnonzero(digits.labels.numpy() == digit)}
+                  for digit in range(10)}
+        images, labels = pairs.images[:, 0].numpy().astype(np.int64), pairs.labels.numpy()
+        for i in range(0, len(labels), 7):
+            a, b = divmod(int(labels[i]), 10)
+            assert images[i, :, :16].tobytes() in halves[a] and images[i, :, 16:].tobytes() in halves[b]
+    first, again = (load_dataset(DataConfig(name="mnist5k_pairs"), "train") for _ in range(2))
+    assert torch.equal(first.images, again.images) and first.identity == again.identity != pairs.identity
+
+
 def test_dataset_to_and_bad_split(mnist):
     moved = mnist[1].to("cpu")
     assert moved is not mnist[1] and torch.equal(moved.images, mnist[1].images)

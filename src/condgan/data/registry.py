@@ -7,7 +7,7 @@ from condgan.data.base import DataError, ImageDataset, check_resolution
 from condgan.data.cifar import SPECS as CIFAR_SPECS
 from condgan.data.cifar import load_cifar
 from condgan.data.folder import load_folder
-from condgan.data.mnist5k import load_mnist5k
+from condgan.data.mnist5k import load_mnist5k, load_mnist5k_pairs
 from condgan.data.npz import load_npz
 from condgan.data.prepared import load_prepared
 from condgan.data.readers import READERS
@@ -15,12 +15,13 @@ from condgan.data.readers import READERS
 if TYPE_CHECKING:  # config reads its choices from this module
     from condgan.config import DataConfig
 
-IN_MEMORY = ("mnist5k", "cifar10", "cifar100", "folder", "npz")  # read whole at every start
+IN_MEMORY = ("mnist5k", "mnist5k_pairs", "cifar10", "cifar100", "folder", "npz")  # read whole at every start
 DATASETS = IN_MEMORY + tuple(READERS)  # the rest are prepared once into a store (condgan prepare)
 SPLITS = ("train", "test")
 # (classes, channels) of the named datasets, to build nets without loading data (`presets --show`, old checkpoints)
-KNOWN_SHAPES = {"mnist5k": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3), "tiny_imagenet": (200, 3),
-                "cub200": (200, 3), "imagenet": (1000, 3), "imagenet143": (143, 3), "afhq": (3, 3)}
+KNOWN_SHAPES = {"mnist5k": (10, 1), "mnist5k_pairs": (100, 1), "cifar10": (10, 3), "cifar100": (100, 3),
+                "tiny_imagenet": (200, 3), "cub200": (200, 3), "imagenet": (1000, 3), "imagenet143": (143, 3),
+                "afhq": (3, 3)}
 
 
 def reference_split(name: str) -> str:
@@ -42,6 +43,8 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> ImageDataset:
     resolution = check_resolution(cfg.resolution)
     if cfg.name == "mnist5k":
         return load_mnist5k(split, resolution)
+    if cfg.name == "mnist5k_pairs":
+        return load_mnist5k_pairs(split, resolution)
     if cfg.name in CIFAR_SPECS:
         return load_cifar(cfg.name, split, cfg.root, resolution, cfg.download)
     if cfg.name == "folder":
