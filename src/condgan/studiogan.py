@@ -111,15 +111,19 @@ def _export_unit(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in out.items()}
 
 
-def to_studiogan(net: nn.Module) -> dict[str, torch.Tensor]:
-    """``net``'s state dict in StudioGAN's layout: the same function in eval mode (see the module docstring)."""
+def _layout(net: nn.Module) -> list[tuple[nn.Module, str, dict[str, torch.Tensor]]]:
+    """(module, StudioGAN prefix, its tensors under StudioGAN's leaf names) of every unit, read in eval mode."""
     was_training = net.training
     net.eval()  # spectral norm's eval weights: no power step, so reading never changes u
     try:
-        return {f"{studiogan_name(name, net)}.{k}": v for name, module in _units(net)
-                for k, v in _export_unit(module).items()}
+        return [(module, studiogan_name(name, net), _export_unit(module)) for name, module in _units(net)]
     finally:
         net.train(was_training)
+
+
+def to_studiogan(net: nn.Module) -> dict[str, torch.Tensor]:
+    """``net``'s state dict in StudioGAN's layout: the same function in eval mode (see the module docstring)."""
+    return {f"{prefix}.{k}": v for _, prefix, tensors in _layout(net) for k, v in tensors.items()}
 
 
 def condgan_keys(net: nn.Module) -> dict[str, str]:
@@ -176,7 +180,8 @@ def load_studiogan(net: nn.Module, state: dict[str, torch.Tensor], what: str) ->
     """
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    expected = to_studiogan(net)
+    layout = _layout(net)
+    expected = {f"{prefix}.{k}": v for _, prefix, tensors in layout for k, v in tensors.items()}
     for key, want in expected.items():
         have = state.get(key)
         if have is None:
@@ -189,9 +194,8 @@ def load_studiogan(net: nn.Module, state: dict[str, torch.Tensor], what: str) ->
     if extra:
         raise StudioGANError(f"{what}: '{extra[0]}' has no place in condgan's net ({len(extra)} such keys): "
                              f"is it another architecture or config?")
-    for name, module in _units(net):
-        prefix = studiogan_name(name, net)
+    for module, prefix, tensors in layout:
         try:
-            _import_unit(module, {k: state[f"{prefix}.{k}"] for k in _export_unit(module)}, prefix)
+            _import_unit(module, {k: state[f"{prefix}.{k}"] for k in tensors}, prefix)
         except StudioGANError as e:
             raise StudioGANError(f"{what}: {e}") from None
