@@ -171,7 +171,7 @@ def test_cli_config_keys_prints_each_key_on_one_line(capsys):
 
     assert [line.split()[0] for line in lines] == [k for k in valid_keys() if k.startswith("loss.")]
     cond = next(line for line in lines if line.startswith("loss.cond "))
-    assert "str = d2d_ce  {d2d_ce, 2c, ac, mh, pd, none}  none: unconditional G and D" in cond
+    assert "str = d2d_ce  {d2d_ce, 2c, ac, mh, pd, spd, none}  none: unconditional G and D" in cond
     assert any(line.split()[:5] == ["loss.m_n", "float", "|", "None", "="] and " = null " in line for line in lines)
     assert main(["config", "keys", "los.x"]) == 2
     assert capsys.readouterr().err.strip() == "condgan: error: no config key starts with 'los.x'"

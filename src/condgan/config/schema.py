@@ -9,7 +9,8 @@ from ..augment.ada import ADA_PIPELINES
 from ..data.registry import DATASETS
 from ..data.residency import RESIDENCIES
 from ..data.store import DEFAULT_RESIZER, RESIZERS
-from ..nets.registry import ARCHITECTURES, LAYOUTS
+from ..nets.registry import ARCHITECTURES, CONDITIONING, LAYOUTS
+from ..nets.stylegan2 import D_ARCHITECTURES
 
 
 class ConfigError(ValueError):
@@ -66,6 +67,15 @@ class ModelConfig:
     # weight initialisation of G and D ("default": torch's own)
     init: str = _choice("orthogonal", "normal", "xavier", "default", default="orthogonal")
     sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch, not each rank's share
+    # stylegan2 only (condgan.nets.stylegan2; g/d_width, shared_dim, attention, spectral norm and init do not apply):
+    w_dim: int = 512  # stylegan2: size of the intermediate latent w
+    mapping_layers: int = 8  # stylegan2: layers of G's mapping network (the CIFAR10 configs use 2)
+    channel_base: int = 32768  # stylegan2: a resolution r has min(channel_base / r, channel_max) channels
+    channel_max: int = 512  # stylegan2: the widest layer's channels
+    d_arch: str = _choice(*D_ARCHITECTURES, default="resnet")  # stylegan2 D: orig (CIFAR10) or resnet (skip branch)
+    mbstd_group: int = 4  # stylegan2 D: minibatch-std group size, per process (CIFAR10 32, AFHQ 8)
+    conv_clamp: float | None = None  # stylegan2: conv outputs clamped to +-this (NVIDIA: 256 with mixed precision)
+    w_avg_beta: float = 0.998  # stylegan2: decay of w_avg, the running mean of w (StudioGAN 0.998, NVIDIA 0.995)
 
 
 @dataclass
@@ -73,8 +83,8 @@ class LossConfig:
     # adversarial loss: hinge, ns (non-saturating), ls (least squares), wasserstein; mh goes with cond mh
     adv: str = _choice("hinge", "ns", "ls", "wasserstein", "mh", default="hinge")
     # none: unconditional G and D ("w/o condition"); pd: projection; ac: auxiliary classifier; mh: multi-hinge;
-    # 2c: ContraGAN's conditional contrastive loss; d2d_ce: ReACGAN
-    cond: str = _choice("d2d_ce", "2c", "ac", "mh", "pd", "none", default="d2d_ce")
+    # 2c: ContraGAN's conditional contrastive loss; d2d_ce: ReACGAN; spd: cStyleGAN2's projection (stylegan2 only)
+    cond: str = _choice(*CONDITIONING, default="d2d_ce")
     aux: str = _choice("none", "tac", "adc", default="none")  # twin (TAC) or discriminative (ADC) classifier
     cond_weight: float = 0.5  # lambda of the conditional term (D and G; for mh: G's multi-hinge weight)
     g_cond_weight: float | None = None  # G's conditional weight when it differs from D's (FastGAN alpha_g)
@@ -103,6 +113,15 @@ class RegConfig:
     gp: float = 0.0  # WGAN-GP gradient penalty on real-fake interpolates
     dra: float = 0.0  # DRAGAN gradient penalty around perturbed reals
     r1: float = 0.0  # R1 gamma: gamma/2 E||grad D(x_real)||^2
+    r1_interval: int = 1  # lazy R1: on every k-th D step only, weighted by k (StyleGAN2: 16)
+    # train.strategy stylegan2: R1 as its own D optimiser step after the D step (NVIDIA's Dreg phase) instead of
+    # a term of the D loss ("Tuning" of ReACGAN's Table 5 puts it in the D loss)
+    r1_own_step: bool = False
+    pl_weight: float = 0.0  # train.strategy stylegan2: path length regularisation weight (AFHQ: 2); 0 = off
+    pl_interval: int = 4  # stylegan2: G steps between path-length steps (lazy), and Adam's lazy ratio of G
+    pl_decay: float = 0.01  # stylegan2: decay of the path lengths' running mean
+    pl_batch_shrink: int = 2  # stylegan2: the path-length step's batch is train.batch_size / this
+    style_mixing: float = 0.0  # stylegan2: probability that a batch mixes two latents' styles (AFHQ: 0.9)
     cr: float = 0.0  # consistency regularisation: D(x_real) vs D(T(x_real))
     bcr_real: float = 0.0  # balanced CR, real side
     bcr_fake: float = 0.0  # balanced CR, fake side
@@ -146,11 +165,17 @@ class TrainConfig:
     batch_size: int = 64  # images per D and G step (the global batch under torchrun)
     n_dis: int = 1  # D iterations per G step, each on its own real batch
     accumulate: int = 1  # micro-batches of batch_size per D and G update (StudioGAN acml_steps; standard strategy)
-    # the update order of one iteration: standard; free_adversarial (FastGAN); pgd (RobGAN); see robust.*
-    strategy: str = _choice("standard", "free_adversarial", "pgd", default="standard")
+    # the update order of one iteration: standard; free_adversarial (FastGAN); pgd (RobGAN), see robust.*;
+    # stylegan2 (model.arch stylegan2: lazy R1, path length, style mixing; see condgan.train.stylegan2)
+    strategy: str = _choice("standard", "free_adversarial", "pgd", "stylegan2", default="standard")
+    # D steps or the G step first in an iteration; auto: G first for stylegan2 (NVIDIA, StudioGAN), else D first
+    order: str = _choice("auto", "d_first", "g_first", default="auto")
     seed: int = 0  # seed of the weights, latents and data order
     ema_decay: float = 0.999  # decay of G_ema, the averaged generator that is sampled and evaluated
     ema_start: int = 0  # G steps before which G_ema is a plain copy of G
+    # G_ema's half-life in thousands of images (StyleGAN2's EMA; replaces ema_decay and ema_start); null = off
+    ema_kimg: float | None = None
+    ema_rampup: float | None = None  # with ema_kimg: the half-life is at most (images seen) x this; null = no ramp
     log_every: int = 50  # G steps between records in metrics.jsonl
     sample_every: int = 500  # G steps between sample grids (samples/step_*.png)
     # classes of the sample grid's rows: comma list of indices; "" = every class up to 10, else 10 spread evenly

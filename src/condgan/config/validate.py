@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from ..augment.diffaug import parse_policy
-from ..nets.registry import model_problem
+from ..nets.registry import STYLEGAN2_KEYS, model_problem
 from .keys import to_flat
-from .schema import Config, ConfigError
+from .schema import Config, ConfigError, ModelConfig
 
 POSITIVE = ("train.steps", "train.batch_size", "train.n_dis", "train.accumulate", "train.log_every",
             "train.sample_every", "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim",
             "model.g_width", "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays",
             "robust.pgd_steps", "optim.lr_half_life", "optim.g_lr", "optim.d_lr", "loss.temperature",
-            "aug.ada_interval", "aug.ada_kimg")
+            "aug.ada_interval", "aug.ada_kimg", "reg.r1_interval", "reg.pl_interval", "reg.pl_batch_shrink")
 
 # key -> (low, high, interval as written in the message); "[" / "]" closed, "(" / ")" open
 INTERVALS = {
@@ -25,6 +25,8 @@ INTERVALS = {
     "data.crop_scale": (0.0, 1.0, "(0, 1]"),
     "data.subset": (0, float("inf"), "[0, inf)"),
     "aug.ada_p": (0.0, 1.0, "[0, 1]"),
+    "reg.pl_decay": (0.0, 1.0, "[0, 1]"),
+    "reg.style_mixing": (0.0, 1.0, "[0, 1]"),
 }
 
 
@@ -52,6 +54,7 @@ def validate(cfg: Config) -> None:
     _validate_loss(cfg)
     _validate_ablation(cfg)
     _validate_strategy(cfg)
+    _validate_stylegan2(cfg)
     problem = model_problem(cfg.model, cfg.data.resolution)
     if problem:
         raise ConfigError(f"config key {problem}")
@@ -142,7 +145,7 @@ def _validate_strategy(cfg: Config) -> None:
     for key in ("epsilon", "step_size"):
         if getattr(r, key) < 0:
             raise ConfigError(f"config key 'robust.{key}' must be >= 0; got {getattr(r, key)}")
-    if cfg.train.strategy == "standard":
+    if cfg.train.strategy in ("standard", "stylegan2"):  # both update D on one real-and-fake pass
         return
     if cfg.train.accumulate != 1:
         raise ConfigError(f"config key 'train.accumulate' must be 1 with train.strategy {cfg.train.strategy} "
@@ -171,3 +174,41 @@ def _validate_eval(cfg: Config) -> None:
     if e.every and e.best not in values:
         raise ConfigError(f"config key 'eval.best' must be a value of eval.metrics ({', '.join(values)}); "
                           f"got {e.best!r}")
+
+
+def _validate_stylegan2(cfg: Config) -> None:
+    """StyleGAN2's nets go with its strategy, and its keys with its nets (condgan.train.stylegan2)."""
+    m, loss, reg, t = cfg.model, cfg.loss, cfg.reg, cfg.train
+    nets, strategy = m.arch == "stylegan2", t.strategy == "stylegan2"
+    if nets != strategy:
+        raise ConfigError(f"config keys 'model.arch' and 'train.strategy': StyleGAN2's nets train with its strategy "
+                          f"and only with it (noise inputs, w_avg, lazy regularisation); got arch={m.arch!r}, "
+                          f"strategy={t.strategy!r}")
+    defaults = ModelConfig()
+    changed = [key for key in STYLEGAN2_KEYS if getattr(m, key) != getattr(defaults, key)]
+    if changed and not nets:
+        raise ConfigError(f"config key 'model.{changed[0]}' applies to model.arch=stylegan2 only; got "
+                          f"{getattr(m, changed[0])!r} with {m.arch}")
+    if loss.cond == "spd" and not nets:
+        raise ConfigError(f"config key 'loss.cond' spd is StyleGAN2's projection (its class mapping network): it "
+                          f"needs model.arch stylegan2; got {m.arch}")
+    if nets and (loss.feature_clip is not None or loss.cls_grad_clip is not None):
+        raise ConfigError("config keys 'loss.feature_clip' / 'loss.cls_grad_clip' do not apply to model.arch "
+                          "stylegan2 (its classifier head already reads the normalised features)")
+    only_strategy = [f"reg.{k}" for k in ("pl_weight", "style_mixing") if getattr(reg, k)]
+    only_strategy += ["reg.r1_own_step"] if reg.r1_own_step else []
+    if only_strategy and not strategy:
+        raise ConfigError(f"config key '{only_strategy[0]}' needs train.strategy stylegan2; got {t.strategy}")
+    if reg.r1_own_step and not reg.r1:
+        raise ConfigError("config key 'reg.r1_own_step' needs reg.r1 (the R1 gamma) > 0")
+    if nets and t.batch_size % min(m.mbstd_group, t.batch_size):
+        raise ConfigError(f"config key 'model.mbstd_group' ({m.mbstd_group}) must divide train.batch_size "
+                          f"({t.batch_size}): the minibatch standard deviation splits a batch into equal groups")
+    if strategy and t.batch_size < reg.pl_batch_shrink:
+        raise ConfigError(f"config key 'reg.pl_batch_shrink' ({reg.pl_batch_shrink}) leaves no sample of "
+                          f"train.batch_size {t.batch_size} for the path-length step")
+    if t.ema_kimg is not None and not t.ema_kimg > 0:
+        raise ConfigError(f"config key 'train.ema_kimg' must be positive or null; got {t.ema_kimg}")
+    if t.ema_rampup is not None and (t.ema_kimg is None or not t.ema_rampup > 0):
+        raise ConfigError(f"config key 'train.ema_rampup' must be positive and needs train.ema_kimg; got "
+                          f"{t.ema_rampup} with ema_kimg={t.ema_kimg}")

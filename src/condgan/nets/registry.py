@@ -16,8 +16,12 @@ from ..losses.conditional import clip_feature_norm
 from .biggan import BigGANDiscriminator, BigGANGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .deep_cnn import DeepCNNGenerator
+from .heads import CONDITIONING as SHARED_HEADS
 from .resnet import resnet_pair, start_cbn_gains_at_one
 from .stages import FASTGAN_DEFAULT_LAYOUT, FASTGAN_LAYOUTS, STUDIOGAN_STAGES, StageTable
+from .stylegan2 import RESOLUTIONS as STYLEGAN2_RESOLUTIONS
+from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from .stylegan2_heads import STYLEGAN2_CONDITIONING
 
 if TYPE_CHECKING:
     from ..config import Config, ModelConfig
@@ -83,6 +87,15 @@ def _biggan(cfg: Config, num_classes: int, channels: int) -> Pair:
     return g, d
 
 
+def _stylegan2(cfg: Config, num_classes: int, channels: int) -> Pair:
+    m, cond, res = cfg.model, cfg.loss.cond, cfg.data.resolution
+    g = StyleGAN2Generator(m.z_dim, num_classes, m.w_dim, res, channels, m.mapping_layers, m.channel_base,
+                           m.channel_max, m.conv_clamp, conditional=cond != "none")
+    d = StyleGAN2Discriminator(res, num_classes, channels, m.d_arch, m.channel_base, m.channel_max, m.mbstd_group,
+                               m.conv_clamp, cond, m.embed_dim, cfg.loss.aux)
+    return g, d
+
+
 @dataclass(frozen=True)
 class Architecture:
     build: Callable[[Config, int, int], Pair]  # (cfg, num_classes, image channels) -> (G, D)
@@ -99,7 +112,15 @@ ARCHITECTURES: dict[str, Architecture] = {
     "biggan": Architecture(_biggan, _STUDIOGAN_RES),  # BigGAN (StudioGAN big_resnet.py)
     "biggan32": Architecture(_biggan, (32,)),  # BigGAN at 32 px (the name of runs made before biggan)
     "fastgan": Architecture(_fastgan, tuple(sorted(FASTGAN_DEFAULT_LAYOUT))),  # the FastGAN code's nets (model.layout)
+    "stylegan2": Architecture(_stylegan2, STYLEGAN2_RESOLUTIONS),  # StyleGAN2 (NVIDIA / StudioGAN stylegan2.py)
 }
+# loss.cond: the shared heads' methods (condgan.nets.heads) and spd, which only StyleGAN2's D has
+CONDITIONING = ("d2d_ce", "2c", "ac", "mh", "pd", "spd", "none")
+assert set(CONDITIONING) == set(SHARED_HEADS) | set(STYLEGAN2_CONDITIONING)
+# model keys that only StyleGAN2 reads, and what the others' keys must be for it (it has neither SN nor BN)
+STYLEGAN2_KEYS = ("w_dim", "mapping_layers", "channel_base", "channel_max", "d_arch", "mbstd_group", "conv_clamp",
+                  "w_avg_beta")
+STYLEGAN2_FIXED = {"g_sn": False, "d_sn": False, "init": "default", "attention": False, "sync_bn": False}
 LAYOUTS = tuple(dict.fromkeys(name for name, _ in FASTGAN_LAYOUTS))  # model.layout choices besides ""
 RESNET_FAMILY = ("resnet", "sagan", "resnet32", "fastgan")  # built by resnet_pair
 ALIASES = {"biggan32": "biggan"}  # old name -> the architecture it builds (a run resumes under either name)
@@ -132,6 +153,21 @@ def model_problem(model: ModelConfig, resolution: int) -> str | None:
         chunks = STUDIOGAN_STAGES[resolution].g_blocks + 1
         if z_dim % chunks:
             return f"'model.z_dim' must split into {chunks} equal chunks for {arch} at {resolution} px; got {z_dim}"
+    return _stylegan2_problem(model) if arch == "stylegan2" else None
+
+
+def _stylegan2_problem(model: ModelConfig) -> str | None:
+    for key, value in STYLEGAN2_FIXED.items():
+        if getattr(model, key) != value:
+            return (f"'model.{key}' must be {value!r} for model.arch=stylegan2 (equalised learning rate, no spectral "
+                    f"or batch norm, no attention); got {getattr(model, key)!r}")
+    for key in ("w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group"):
+        if getattr(model, key) < 1:
+            return f"'model.{key}' must be positive; got {getattr(model, key)}"
+    if model.conv_clamp is not None and not model.conv_clamp > 0:
+        return f"'model.conv_clamp' must be positive or null; got {model.conv_clamp}"
+    if not 0.0 <= model.w_avg_beta < 1.0:
+        return f"'model.w_avg_beta' must be in [0, 1); got {model.w_avg_beta}"
     return None
 
 
