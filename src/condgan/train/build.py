@@ -21,12 +21,14 @@ from .free_adversarial import FreeAdversarialStrategy
 from .pgd import PGDStrategy
 from .precision import Precision
 from .strategy import Models, StandardStrategy
+from .stylegan2 import StyleGAN2Strategy
 
 # train.strategy -> the class that owns the update order of one iteration
 STRATEGIES: dict[str, type[StandardStrategy]] = {
     "standard": StandardStrategy,
     "free_adversarial": FreeAdversarialStrategy,
     "pgd": PGDStrategy,
+    "stylegan2": StyleGAN2Strategy,
 }
 
 
@@ -72,6 +74,20 @@ def rederive_lr(sched: torch.optim.lr_scheduler.LambdaLR, cfg: Config) -> None:
     sched._last_lr = lrs  # what get_last_lr() reports (and logs)
 
 
+def adam_settings(cfg: Config, net: str) -> dict:
+    """Adam's lr, betas and eps for ``net`` ("g" or "d"). Under train.strategy stylegan2, NVIDIA's lazy-
+    regularisation ratio r = k / (k + 1) (k: reg.pl_interval for G, reg.r1_interval for D; r = 1 when k = 1, as
+    StudioGAN) scales lr by r and raises the betas to the power r: the main and the regularisation steps together
+    then move the weights as one step would (StudioGAN applies it whether or not the regulariser is on)."""
+    o = cfg.optim
+    lr, betas = (o.g_lr if net == "g" else o.d_lr), (o.beta1, o.beta2)
+    if cfg.train.strategy == "stylegan2":
+        k = cfg.reg.pl_interval if net == "g" else cfg.reg.r1_interval
+        r = k / (k + 1) if k > 1 else 1.0
+        lr, betas = lr * r, (o.beta1 ** r, o.beta2 ** r)
+    return {"lr": lr, "betas": betas, "eps": o.eps}
+
+
 def _scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     # The factor is read from the config at every step; the scheduler's state (its step count) is
     # checkpointed, so a resumed run continues the same curve.
@@ -102,17 +118,17 @@ def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = 
         convert_sync_batchnorm(G)
     fmt = torch.channels_last if cfg.speed.channels_last else torch.preserve_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
-    o = cfg.optim
     fused = True if cfg.speed.fused_adam else None
-    opt_g = torch.optim.Adam(G.parameters(), lr=o.g_lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr=o.d_lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+    opt_g = torch.optim.Adam(G.parameters(), **adam_settings(cfg, "g"), fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), **adam_settings(cfg, "d"), fused=fused)
     models = Models(G, D, opt_g, opt_d, *_training_callables(cfg, G, D, device, w))
     if w.rank:
         torch.manual_seed(cfg.train.seed + w.rank)
     sampler = BatchSampler(dataset, cfg.train.batch_size, seed=cfg.train.seed, world=w, feed=feed)
     precision = Precision(cfg.speed.precision, device)
     strategy = STRATEGIES[cfg.train.strategy](cfg, models, sampler, dataset.num_classes, precision)
-    ema = EMA(G, cfg.train.ema_decay, cfg.train.ema_start)
+    t = cfg.train
+    ema = EMA(G, t.ema_decay, t.ema_start, t.ema_kimg, t.ema_rampup, t.batch_size * t.accumulate)
     return Run(dataset, dataset.num_classes, models, ema, _scheduler(cfg, opt_g), _scheduler(cfg, opt_d),
                sampler, strategy)
 

@@ -47,9 +47,10 @@ class DiscriminatorPass:
         self.augmentation = augmentation or Augmentation()
         self.batch_coupled = batch_coupled
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, augment: bool = True) -> DOutput:
-        """D's outputs (float32) on x [N, C, H, W] with labels y [N]; no DDP gradient sync of its own."""
-        return self._forward(x, y, synced=False, augment=augment)
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, augment: bool = True, synced: bool = False) -> DOutput:
+        """D's outputs (float32) on x [N, C, H, W] with labels y [N]; no DDP gradient sync of its own unless
+        ``synced`` (a pass whose loss alone updates D, such as StyleGAN2's separate R1 step)."""
+        return self._forward(x, y, synced=synced, augment=augment)
 
     def real_fake(self, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
                   y_fake: torch.Tensor) -> tuple[DOutput, DOutput]:

@@ -2,7 +2,8 @@
 
     gp       WGAN-GP on x_hat = a x_real + (1 - a) x_fake, a ~ U[0, 1] per sample, D at the real labels
     dra      DRAGAN on x_hat = x_real + a * 0.5 std(x_real) U[0, 1)
-    r1       gamma / 2 E ||grad_x D||^2 at the reals
+    r1       gamma / 2 E ||grad_x D||^2 at the reals; lazy with reg.r1_interval k: every k-th D step, times k
+             (with reg.r1_own_step the stylegan2 strategy takes it as a step of its own instead)
     cr       MSE between D's outputs on x_real and on translate_flip(x_real): adv, plus the classifier
              logits (ac, mh) or the embedding (2c, d2d_ce)
     bcr      the same on reals and on fakes, weighted separately
@@ -54,12 +55,14 @@ class Regularizers:
         self.mh = cfg.loss.cond == "mh"
         self.ema_real: torch.Tensor | None = None  # LeCam EMAs of D's mean adversarial output
         self.ema_fake: torch.Tensor | None = None
+        self.r1_in_loss = not cfg.reg.r1_own_step
 
     # -- discriminator ------------------------------------------------------------------------------
     def d_terms(self, d_pass: DiscriminatorPass, G: nn.Module, step: int, x_real: torch.Tensor,
                 y_real: torch.Tensor, x_fake: torch.Tensor, y_fake: torch.Tensor, z: torch.Tensor, real: DOutput,
-                fake: DOutput) -> Terms:
-        """Weighted D terms; ``step`` counts finished G steps. x_*: [B, C, H, W] before the run's augmentation."""
+                fake: DOutput, d_index: int = 0) -> Terms:
+        """Weighted D terms; ``step`` counts finished G steps, ``d_index`` D steps before this one. x_*: [B, C, H, W]
+        before the run's augmentation."""
         r = self.reg
         terms: Terms = {}
         if r.gp:
@@ -70,8 +73,8 @@ class Regularizers:
             perturbed = dragan_perturb(x_real, torch.rand_like(x_real))
             terms["d_dra"] = (self._penalty(d_pass, interpolate(perturbed, x_real, alpha), y_real, gradient_penalty),
                               r.dra)
-        if r.r1:
-            terms["d_r1"] = (self._penalty(d_pass, x_real, y_real, r1_penalty), r.r1 / 2)
+        if r.r1 and self.r1_in_loss and d_index % r.r1_interval == 0:
+            terms["d_r1"] = (self.r1(d_pass, x_real, y_real), r.r1 / 2 * r.r1_interval)
         def own_transform(x: torch.Tensor, y: torch.Tensor) -> DOutput:  # the consistency terms' second pass
             return d_pass(x, y, augment=False)
 
@@ -92,6 +95,17 @@ class Regularizers:
             if step > r.lecam_start:
                 terms["d_lecam"] = (lecam(real.adv, fake.adv, self.ema_real, self.ema_fake), r.lecam)
         return terms
+
+    def r1(self, d_pass: DiscriminatorPass, x_real: torch.Tensor, y_real: torch.Tensor,
+           synced: bool = False) -> torch.Tensor:
+        """E ||grad D(augment(x_real))||^2 with respect to the un-augmented reals (unweighted), differentiable.
+
+        ``synced``: a pass whose loss alone updates D (a separate R1 step); every D output then joins the loss
+        with weight 0 (as StudioGAN's enable_allreduce), so that DDP sees a gradient for every parameter."""
+        x = x_real.detach().requires_grad_(True)
+        out = d_pass(x, y_real, synced=synced)
+        untouched = sum(v.sum() * 0 for v in vars(out).values() if isinstance(v, torch.Tensor) and v.requires_grad)
+        return r1_penalty(out.adv, x) + (untouched if synced else 0)
 
     @staticmethod
     def _penalty(d_pass: DiscriminatorPass, x: torch.Tensor, y: torch.Tensor, fn) -> torch.Tensor:

@@ -75,6 +75,7 @@ class StandardStrategy:
         # Latents come from their own stream, seeded alike on every rank: each rank draws the whole global
         # batch and keeps its share, so any number of processes sees the same z and y as one process.
         self.noise = torch.Generator(device).manual_seed(cfg.train.seed + NOISE_SEED_OFFSET)
+        self.d_index = 0  # D steps taken before the current one (set by step)
 
     def latents(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share (z [n, z_dim], y [n]) of a global batch of n * world size latents."""
@@ -82,6 +83,11 @@ class StandardStrategy:
         z = torch.randn(total_n, self.cfg.model.z_dim, device=device, generator=self.noise)
         y = torch.randint(0, self.num_classes, (total_n,), device=device, generator=self.noise)
         return z[rows], y[rows]
+
+    def fake_inputs(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """This rank's share of a global batch of G's inputs: (z [n, z_dim], y [n], G's keyword inputs)."""
+        z, y = self.latents(n, device)
+        return z, y, {}
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = self.sampler.next()
@@ -92,9 +98,9 @@ class StandardStrategy:
 
     def fakes(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A batch of fakes for D, without G's graph: (x_fake [n, C, H, W], y_fake [n], z [n, z_dim])."""
-        z, y_fake = self.latents(n, device)
+        z, y_fake, extras = self.fake_inputs(n, device)
         with torch.no_grad(), self.precision.autocast():
-            x_fake = self.m.g_fwd(z, y_fake)
+            x_fake = self.m.g_fwd(z, y_fake, **extras)
         return x_fake, y_fake, z
 
     def d_losses(self, step: int, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
@@ -103,7 +109,7 @@ class StandardStrategy:
         real, fake = self.d_pass.real_fake(x_real, y_real, x_fake, y_fake)
         with self.precision.autocast():  # zCR's G pass
             reg = self.regularizers.d_terms(self.d_pass, self.m.g_fwd, step, x_real, y_real, x_fake, y_fake, z,
-                                            real, fake)
+                                            real, fake, self.d_index)
         real_terms = self.objective.d_real_terms(real, y_real)
         losses = total("d", add_terms(real_terms, self.objective.d_fake_terms(fake, y_fake)), reg)
         losses["d_feat_norm"] = real.features.detach().norm(dim=1).mean()
@@ -160,9 +166,9 @@ class StandardStrategy:
 
     def g_losses(self, device: torch.device) -> dict[str, torch.Tensor]:
         """G's losses on a fresh batch of latents (``g_loss`` the one to minimise), with their graph."""
-        z, y = self.latents(self.sampler.local_batch, device)
+        z, y, extras = self.fake_inputs(self.sampler.local_batch, device)
         with self.precision.autocast():
-            x_fake = self.m.g_fwd(z, y)
+            x_fake = self.m.g_fwd(z, y, **extras)
         fake = self.d_pass(x_fake, y)
         real_features = None
         if self.cfg.loss.fm_weight:
@@ -175,11 +181,26 @@ class StandardStrategy:
         return total("g", self.objective.g_terms(fake, y, adv_logits, real_features), g_reg)
 
     def step(self, device: torch.device, step: int = 0) -> dict[str, torch.Tensor]:
-        """One iteration after ``step`` finished G steps; returns detached losses (no host sync)."""
-        for _ in range(self.cfg.train.n_dis):
+        """One iteration after ``step`` finished G steps (its n_dis D steps and its G step, in ``train.order``);
+        returns detached losses (no host sync)."""
+        g_losses = self.g_step(device, step) if self.g_first else {}
+        n_dis = self.cfg.train.n_dis
+        for i in range(n_dis):
+            self.d_index = step * n_dis + i  # D steps so far: lazy regularisers count them
             d_losses = self.d_step(step)
-        g_losses = self.g_step(device, step)
-        return {k: v.detach() for k, v in {**d_losses, **g_losses, **self.augmentation.log_values()}.items()}
+        if not self.g_first:
+            g_losses = self.g_step(device, step)
+        return {k: v.detach() for k, v in {**d_losses, **g_losses, **self.log_values()}.items()}
+
+    @property
+    def g_first(self) -> bool:
+        """Whether an iteration starts with its G step (``train.order``; auto: only StyleGAN2's does)."""
+        order = self.cfg.train.order
+        return order == "g_first" or (order == "auto" and self.cfg.train.strategy == "stylegan2")
+
+    def log_values(self) -> dict[str, torch.Tensor]:
+        """Run-state values logged with the losses (ADA's p, ...)."""
+        return self.augmentation.log_values()
 
     def state_dict(self) -> dict:
         """Run state beyond nets and optimisers: the regularisers' EMAs, the latent stream, the loss scalers,

@@ -186,6 +186,7 @@ class Trainer:
         r.models.G.train()
         r.models.D.train()
         sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}  # a lazy regulariser's value is logged on the steps that computed it
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc="train", unit="it")
@@ -195,14 +196,15 @@ class Trainer:
             window_steps += 1
             for k, v in losses.items():  # accumulate on the device: no host sync per step
                 sums[k] = sums[k] + v if k in sums else v.clone()
+                counts[k] = counts.get(k, 0) + 1
             finite = torch.isfinite(torch.stack(list(losses.values()))).all()
             first_bad = torch.where(~finite & (first_bad < 0), self.step, first_bad)
             bar.update(1)
             last = self.step == target
             if self.step % t.log_every == 0 or last:
                 elapsed = time.perf_counter() - window_start
-                self._log(sums, window_steps, elapsed, first_bad, bar)
-                sums, window_start, window_steps = {}, time.perf_counter(), 0
+                self._log(sums, counts, window_steps, elapsed, first_bad, bar)
+                sums, counts, window_start, window_steps = {}, {}, time.perf_counter(), 0
             if self.world.is_main and (self.step % t.sample_every == 0 or self.step == t.steps):
                 self.save_samples()
             if self.step % t.ckpt_every == 0 or last:
@@ -218,10 +220,11 @@ class Trainer:
         self.step += 1
         return losses
 
-    def _log(self, sums: dict[str, torch.Tensor], steps: int, elapsed: float, first_bad: torch.Tensor,
-             bar: tqdm) -> None:
+    def _log(self, sums: dict[str, torch.Tensor], counts: dict[str, int], steps: int, elapsed: float,
+             first_bad: torch.Tensor, bar: tqdm) -> None:
         names = list(sums)
-        values = mean_over_ranks(torch.stack([sums[k] for k in names]).float().div(steps)).tolist()  # one host sync
+        means = torch.stack([sums[k].float() / counts[k] for k in names])
+        values = mean_over_ranks(means).tolist()  # one host sync
         first_bad = max_over_ranks(first_bad)
         if not self.world.is_main:
             self._check_finite(first_bad)
