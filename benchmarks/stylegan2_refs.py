@@ -18,15 +18,15 @@ import importlib
 import importlib.util
 import sys
 import types
-import zlib
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "tests")]
 from studiogan_step import _placeholder_modules  # noqa: E402
+from stylegan2_cases import seed_  # noqa: E402  (the seeded, non-constant weights both codes get)
 
 OPS = ("upfirdn2d", "bias_act", "conv2d_resample", "fma", "conv2d_gradfix")  # the ops the networks call
 NVIDIA_MODULES = ("training.networks", "training.loss", "torch_utils.misc", *(f"torch_utils.ops.{m}" for m in OPS))
@@ -34,8 +34,6 @@ STUDIOGAN_MODULES = ("models.stylegan2", "utils.losses", "utils.style_misc", *(f
 D_COND = {"spd": "SPD", "d2d_ce": "D2DCE", "ac": "AC", "2c": "2C", "mh": "MH", "none": "W/O"}
 AUX = {"none": "W/O", "tac": "TAC", "adc": "ADC"}
 STUDIOGAN_COND_TYPE = ("PD", "SPD", "2C", "D2DCE")  # its config.py STYLEGAN.cond_type: D gets c_dim > 0
-# randomise_'s std per leaf name; bias, noise_strength and w_avg start constant (0, or 1 for the affines)
-RANDOM_SCALE = {"weight": 1.0, "const": 1.0, "noise_const": 1.0, "bias": 0.2, "noise_strength": 0.3, "w_avg": 0.5}
 
 
 class _TorchProxy:
@@ -163,26 +161,6 @@ def studiogan_pair(ns: types.SimpleNamespace, spec: StyleGAN2Spec,
     return G.to(dtype), D.to(dtype)
 
 
-@torch.no_grad()
-def randomise_(net: nn.Module, seed: int) -> nn.Module:
-    """Seeded non-constant values for every parameter and buffer but the resample filters.
-
-    Each tensor has its own stream (seed * 1_000_003 + crc32(key)), so equal keys get equal values in any
-    net and dtype. Values are at the effective scale: a FullyConnectedLayer multiplies its weight and bias
-    by lr_multiplier (stored as bias_gain), so both are divided by it here, as its weight init does."""
-    for key, tensor in net.state_dict(keep_vars=True).items():
-        owner_name, _, leaf = key.rpartition(".")
-        if leaf == "resample_filter":
-            continue
-        lr = float(getattr(net.get_submodule(owner_name), "bias_gain", 1.0))
-        if leaf not in RANDOM_SCALE:
-            raise ValueError(f"randomise_: no rule for {key}")
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
-        noise = torch.randn(tensor.shape, generator=gen, dtype=torch.float64)
-        tensor.copy_((float(key.endswith("affine.bias")) + RANDOM_SCALE[leaf] * noise) / lr)  # affine bias init 1
-    return net
-
-
 class _ConstNoiseSynthesis(nn.Module):
     """G.synthesis with noise_mode='const': StyleGAN2Loss calls G_synthesis(ws), ddp_sync wants an nn.Module."""
 
@@ -254,7 +232,7 @@ def _self_check(nv: types.SimpleNamespace, sg: types.SimpleNamespace, seed: int)
     spec = StyleGAN2Spec(resolution=32, num_classes=10, mapping_layers=2, channel_base=512, channel_max=32,
                          d_arch="orig", mbstd_group=4)
     (nG, nD), (sG, sD) = nvidia_pair(nv, spec), studiogan_pair(sg, spec)
-    randomise_(nG, seed), randomise_(nD, seed + 1)
+    seed_(nG, seed), seed_(nD, seed + 1, name=lambda k: k.replace("b4.out.", "linear1.", 1))
     sG.load_state_dict(nG.state_dict()), sD.load_state_dict(nvidia_d_to_studiogan(nD.state_dict()))
     gen, n = torch.Generator().manual_seed(seed), 8
     z, labels = torch.randn(n, spec.z_dim, generator=gen, dtype=torch.float64), torch.arange(n) % 10

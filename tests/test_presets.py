@@ -123,7 +123,7 @@ def _train_two_steps(name: str, tree: dict, tmp_path, data_roots: dict, nets: li
     values = [v for r in records for k, v in r.items() if k.startswith(("d_", "g_"))]
     assert values and all(torch.isfinite(torch.tensor(v)) for v in values)
     expected = {f"d_{k}" for k in ("gp", "dra", "r1", "cr", "lecam") if getattr(cfg.reg, k)}
-    expected |= {"d_cond"} if cfg.loss.cond not in ("none", "pd", "mh") else set()
+    expected |= {"d_cond"} if cfg.loss.cond in ("ac", "2c", "d2d_ce") else set()
     expected |= {"d_tac", "g_tac"} if cfg.loss.aux == "tac" else set()
     expected |= {"d_kl"} if cfg.loss.fake_kl_weight else set()
     expected |= {"d_delta_abs"} if cfg.train.strategy == "free_adversarial" else set()

@@ -7,6 +7,7 @@ penalty trains D. The trainer decides which images go in (see :mod:`condgan.trai
     gradient_penalty  E (||grad_x o(x_hat)||_2 - 1)^2       WGAN-GP (x_hat on real-fake lines), DRAGAN
                                                            (x_hat between reals and perturbed reals)
     r1_penalty        E ||grad_x o(x_r)||_2^2              R1 (Mescheder et al.); the trainer scales by gamma/2
+    path_lengths      ||J_w^T n||_2 per sample              StyleGAN2's path length: n the images' noise, J = d G / d w
     consistency       E ||a - b||^2 / dim                  CR / bCR / zCR: mean squared difference
     lecam             E ReLU(o_r - a_f)^2 + E ReLU(a_r - o_f)^2   LeCam (Tseng et al.), a_* = EMAs of D's outputs
     topk              the k largest fake logits             top-k training (Sinha et al.)
@@ -31,6 +32,15 @@ def gradient_penalty(outputs: torch.Tensor, inputs: torch.Tensor, target: float 
 def r1_penalty(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """E_i ||d o_i / d x_i||_2^2 (unscaled; R1 uses gamma / 2 times this). outputs [N], inputs [N, ...]."""
     return _input_gradients(outputs, inputs).square().sum(dim=1).mean()
+
+
+def path_lengths(images: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's path lengths [N], with a graph: sqrt(mean over layers of ||d sum(images * noise) / d w_l||^2)
+    for images [N, C, H, W] generated from ws [N, L, w_dim] (a tensor of their graph) and noise like images
+    (N(0, 1) / sqrt(H W) in the penalty)."""
+    (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    grads = grads.to(torch.promote_types(grads.dtype, torch.float32))  # half-precision squares would overflow
+    return grads.square().sum(dim=2).mean(dim=1).sqrt()
 
 
 def interpolate(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import embedding, linear
+from .layers import embedding, full_precision, linear
 
 CONDITIONING = ("none", "pd", "ac", "mh", "2c", "d2d_ce")
 AUXILIARY = ("none", "tac", "adc")
@@ -48,8 +48,10 @@ class DOutput:
         return DOutput(**{f.name: _rows(getattr(self, f.name), sl, f.name in self.TABLES) for f in fields(self)})
 
     def float(self) -> "DOutput":
-        """The same output in float32 (losses of a mixed-precision pass are computed in float32)."""
-        return DOutput(**{f.name: None if (v := getattr(self, f.name)) is None else v.float() for f in fields(self)})
+        """The same output with half-precision tensors in float32 (losses of a mixed-precision pass are computed
+        in float32; a float64 pass stays float64)."""
+        return DOutput(**{f.name: None if (v := getattr(self, f.name)) is None else full_precision(v)
+                          for f in fields(self)})
 
 
 def _rows(value: torch.Tensor | None, sl: slice, table: bool) -> torch.Tensor | None:

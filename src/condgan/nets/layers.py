@@ -243,6 +243,11 @@ def init_weights(module: nn.Module, method: str) -> None:
             nn.init.zeros_(m.bias)
 
 
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 if it is half precision (bfloat16, float16); float32 and float64 as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of scalars in ``module``'s parameters (SN layers count their single ``weight``)."""
     return sum(p.numel() for p in module.parameters())

@@ -19,17 +19,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .heads import DOutput
+from .layers import full_precision
 from .style_layers import EqualConv2d, EqualLinear, MappingNetwork, SynthesisLayer, ToRGBLayer, minibatch_std
 from .style_ops import upsample2d
 from .stylegan2_heads import StyleGAN2Heads
 
 RESOLUTIONS = (32, 64, 128, 256, 512)  # the sizes condgan builds (NVIDIA's formula holds for any power of 2)
 D_ARCHITECTURES = ("orig", "resnet")
-
-
-def full_precision(x: torch.Tensor) -> torch.Tensor:
-    """x in float32 if it is half precision (float64 stays float64)."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def stage_channels(resolution: int, channel_base: int, channel_max: int) -> dict[int, int]:

@@ -4,7 +4,7 @@ Conditioning methods (``loss.cond``), lambda = ``loss.cond_weight``; L is CE (ac
 d2d_ce (d2d_ce; its Table 6 ablations with ``loss.data_to_data`` / ``loss.margins`` off: normalized_ce) of the
 embeddings and the proxies of the given labels:
 
-    none, pd   no separate term (PD lives in D's adversarial logit)
+    none, pd, spd  no separate term (the projections live in D's adversarial logit)
     ac/2c/d2d_ce  D: + lambda L(real, y_r) [+ lambda L(fake, y_f) with loss.ac_fake_in_d]   G: + lambda L(fake, y_f)
     mh         replaces the adversarial loss. D: MH(real, y_r) + MH(fake, C)   G: lambda MH(fake, y_f) + fm FM
 G's lambda is ``loss.g_cond_weight`` when set; ac's CE is ac_ce_clipped under ``loss.cls_grad_clip``. FastGAN
@@ -157,7 +157,7 @@ class Objective:
         if c.fm_weight:
             fm = (self.gather(fake.features).mean(0) - self.gather(real_features).mean(0)).abs().mean()
             terms["g_fm"] = (fm, c.fm_weight)
-        if c.cond in ("none", "pd", "mh"):
+        if c.cond not in ("ac", "2c", "d2d_ce"):  # none, pd, spd (in the adversarial logit), mh
             return terms
         cond = self.class_loss(fake, self._labels(y_fake))
         if c.aux == "adc":

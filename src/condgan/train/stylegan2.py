@@ -27,6 +27,7 @@ import torch
 from ..config import Config, ConfigError
 from ..data import BatchSampler
 from ..distributed import all_gather_cat, all_reduce_sum
+from ..losses import path_lengths
 from .precision import Precision
 from .strategy import Models, StandardStrategy
 
@@ -90,18 +91,23 @@ class StyleGAN2Strategy(StandardStrategy):
         z, y, extras = self.fake_inputs(n, device)
         with self.precision.autocast():
             images, ws = self.m.g_fwd(z, y, return_ws=True, **extras)
-        total, rows = n * self.world.size, self.world.shard(n * self.world.size)
-        pl_noise = torch.randn(total, *images.shape[1:], device=device, generator=self.noise)[rows]
-        pl_noise = pl_noise.to(images.dtype) / math.sqrt(images.shape[2] * images.shape[3])
-        (grads,) = torch.autograd.grad((images * pl_noise).sum(), ws, create_graph=True)
-        lengths = grads.float().square().sum(dim=2).mean(dim=1).sqrt()  # [n]
-        mean = self.pl_mean.lerp(all_gather_cat(lengths).mean(), reg.pl_decay)  # graph kept, as NVIDIA's
+        pl_noise = self.path_length_noise(images) / math.sqrt(images.shape[2] * images.shape[3])
+        lengths = path_lengths(images, ws, pl_noise)  # [n]
+        # the new mean keeps its graph in this step, as NVIDIA's does
+        mean = self.pl_mean.lerp(all_gather_cat(lengths).mean().to(self.pl_mean.dtype), reg.pl_decay)
         self.pl_mean.copy_(mean.detach())
         penalty = (lengths - mean).square().mean()
         # images[:, 0, 0, 0] * 0: every G parameter joins the graph (DDP wants a gradient for each)
         loss = (images[:, 0, 0, 0].float() * 0).mean() + penalty * (reg.pl_weight * reg.pl_interval)
         self.precision.backward_step(loss, self.m.opt_g, "g")
         return penalty.detach()
+
+    def path_length_noise(self, images: torch.Tensor) -> torch.Tensor:
+        """N(0, 1) draws shaped like this rank's images [n, C, H, W], from the global batch's draw."""
+        n = images.shape[0]
+        total, rows = n * self.world.size, self.world.shard(n * self.world.size)
+        draw = torch.randn(total, *images.shape[1:], device=images.device, generator=self.noise)[rows]
+        return draw.to(images.dtype)
 
     def d_step(self, step: int) -> dict[str, torch.Tensor]:
         """Dmain on one real batch and fresh fakes, then Dreg on the same reals when due."""
@@ -110,10 +116,15 @@ class StyleGAN2Strategy(StandardStrategy):
         losses = self.d_update(step, x_real, y_real, x_fake, y_fake, z)
         reg = self.cfg.reg
         if reg.r1_own_step and self.d_index % reg.r1_interval == 0:
-            penalty = self.regularizers.r1(self.d_pass, x_real, y_real, synced=True)
-            self.precision.backward_step(penalty * (reg.r1 / 2 * reg.r1_interval), self.m.opt_d, "d")
-            losses["d_r1"] = penalty.detach()
+            losses["d_r1"] = self.r1_step(x_real, y_real)
         return losses
+
+    def r1_step(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
+        """NVIDIA's Dreg phase: one D step on gamma / 2 * r1_interval * R1 at these reals; returns R1."""
+        reg = self.cfg.reg
+        penalty = self.regularizers.r1(self.d_pass, x_real, y_real, synced=True)
+        self.precision.backward_step(penalty * (reg.r1 / 2 * reg.r1_interval), self.m.opt_d, "d")
+        return penalty.detach()
 
     # -- state -------------------------------------------------------------------------------------------
     def log_values(self) -> dict[str, torch.Tensor]:
