@@ -4,9 +4,11 @@ CKPT is StudioGAN's checkpoint folder (``model=G-best-weights-step=N.pth``, ``mo
 ``model=D-...``; ``--which best|current``, default best where there is one), one of those files (its siblings of
 the same kind come too), or a lone generator state dict under another name. The preset (with ``--set`` /
 ``--config``) says which condgan network the model is; every StudioGAN key must find its place in it, with its
-shape, or the import stops at the first that does not (one line). The result, ``RUN/checkpoints/ckpt_<step>.pt``,
-is read by ``condgan sample``, ``condgan eval`` and ``condgan.load_generator``; it holds no optimiser state, so
-it is not resumed. Files are read with ``weights_only`` (tensors, plain values and numpy scalars only).
+shape, or the import stops at the first that does not (one line). A StyleGAN2 file (``stylegan2``) must be of the
+preset's resolution (its largest block says which it is) and hold condgan's resampling filter. The result,
+``RUN/checkpoints/ckpt_<step>.pt``, is read by ``condgan sample``, ``condgan eval`` and
+``condgan.load_generator``; it holds no optimiser state, so it is not resumed (``train.init_from`` starts a new run
+from it). Files are read with ``weights_only`` (tensors, plain values and numpy scalars only).
 """
 from __future__ import annotations
 
@@ -90,6 +92,8 @@ def class_count(cfg: Config, generator: dict[str, torch.Tensor], given: int | No
     state = {k.removeprefix("module."): v for k, v in generator.items()}
     if "shared.weight" in state:  # big_resnet's class embedding [C, shared_dim]
         return int(state["shared.weight"].shape[0])
+    if "mapping.embed.weight" in state:  # stylegan2's mapping embeds the one-hot label: [w_dim, C]
+        return int(state["mapping.embed.weight"].shape[1])
     for bn in ("bn1", "bn0"):  # resnet.py / deep_conv.py: the first block's BN gain reads the one-hot [., C]
         for leaf in ("weight", "weight_orig"):
             if (t := state.get(f"blocks.0.0.{bn}.gain.{leaf}")) is not None:
@@ -110,6 +114,9 @@ def run_import(args: argparse.Namespace) -> int:
     if cfg.model.arch not in BACKBONES:
         raise ConfigError(f"model.arch {cfg.model.arch} has no StudioGAN counterpart; importable: "
                           f"{', '.join(sorted(set(BACKBONES) - {'biggan32'}))}")
+    if cfg.model.arch == "stylegan2" and cfg.loss.cond == "pd":
+        raise ConfigError("loss.cond pd on model.arch stylegan2 is condgan's own head: StudioGAN's PD StyleGAN2 D "
+                          "calls an embedding it never builds, so no StudioGAN checkpoint of it exists")
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} exists and is not an empty folder; import into a new run dir")

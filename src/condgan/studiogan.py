@@ -14,10 +14,19 @@ condgan's ``biggan``, ``resnet`` / ``sagan`` / ``resnet32`` and ``deep_cnn`` are
 * The unconditional G of resnet.py / deep_conv.py has plain affine BNs where condgan has a one-class conditional
   BN: weight = 1 + gain, bias = bias.
 
+condgan's ``stylegan2`` is StudioGAN's ``models/stylegan2.py`` (NVIDIA's ``networks.py``) under the same names, but
+StudioGAN keeps D's heads at the top level (``linear1.weight``) where condgan has them under ``heads.``, and it
+stores its FIR filter as a ``resample_filter`` buffer [4, 4] in every synthesis block and layer, D block and D
+convolution: outer([1, 3, 3, 1]) / 64 from NVIDIA's ``setup_filter``. condgan's filter is a constant
+(:mod:`condgan.nets.style_ops`), so export writes it and import checks that a file's is exactly that one.
+condgan's ``pd`` head on StyleGAN2 is its own (StudioGAN's PD StyleGAN2 D calls an embedding it never builds):
+it has no StudioGAN name.
+
 :func:`to_studiogan` and :func:`load_studiogan` walk the same list of units, so each name is written once.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 import torch
@@ -27,20 +36,51 @@ from torch.nn import functional as F
 from .nets.deep_cnn import DeepCNNGenerator
 from .nets.layers import ConditionalBatchNorm2d, SelfAttention, _SpectralNorm
 from .nets.resnet import ResNetGenerator
+from .nets.style_layers import EqualConv2d, SynthesisLayer
+from .nets.style_ops import fir_kernel
+from .nets.stylegan2 import DiscriminatorBlock, StyleGAN2Discriminator, StyleGAN2Generator, SynthesisBlock
 
 # condgan model.arch -> StudioGAN's MODEL.backbone of the same network
 BACKBONES = {"biggan": "big_resnet", "biggan32": "big_resnet", "resnet": "resnet", "sagan": "resnet",
-             "resnet32": "resnet", "deep_cnn": "deep_conv"}
+             "resnet32": "resnet", "deep_cnn": "deep_conv", "stylegan2": "stylegan2"}
 
 # condgan module name -> StudioGAN's, inside residual blocks, self-attention and the D heads
 _BLOCK = {"conv_sc": "conv2d0", "conv0": "conv2d1", "conv1": "conv2d2", "cbn1": "bn1", "cbn2": "bn2"}
 _ATTENTION = {"theta": "conv1x1_theta", "phi": "conv1x1_phi", "g": "conv1x1_g", "o": "conv1x1_attn"}
 _HEADS = {"adv": "linear1", "classifier": "linear2", "embed": "linear2", "projection": "embedding",
           "proxy": "embedding", "tac_classifier": "linear_mi", "tac_embed": "linear_mi", "tac_proxy": "embedding_mi"}
+# StyleGAN2: the modules in which StudioGAN stores its FIR filter, and that buffer's leaf name
+_FILTER_OWNERS = (SynthesisBlock, SynthesisLayer, DiscriminatorBlock, EqualConv2d)
+FIXED = "resample_filter"
+_BLOCK_KEY = re.compile(r"^(?:synthesis\.)?b(\d+)\.")
 
 
 class StudioGANError(ValueError):
     """A StudioGAN state dict that does not fit the condgan net; the message names the first key."""
+
+
+def resample_filter(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The [4, 4] filter condgan's StyleGAN2 resamples with, as StudioGAN stores it: outer([1, 3, 3, 1]) / 64."""
+    return fir_kernel(1, 1.0, torch.empty((), dtype=dtype))[0, 0].clone()
+
+
+def stylegan2_resolution(state: dict) -> int | None:
+    """The image size of a StyleGAN2 G or D state dict (StudioGAN's or condgan's layout): its largest block,
+    ``synthesis.b<R>`` (G) or ``b<R>`` (D); None when it has no such block."""
+    keys = (k.removeprefix("module.") for k in state if isinstance(k, str))
+    sizes = [int(m.group(1)) for k in keys if (m := _BLOCK_KEY.match(k))]
+    return max(sizes, default=None)
+
+
+def _stylegan2_name(path: str, net: nn.Module) -> str:
+    """StudioGAN's name of a StyleGAN2 module: condgan's, with D's heads at the top level."""
+    head, _, rest = path.partition(".")
+    if not isinstance(net, StyleGAN2Discriminator) or head != "heads":
+        return path
+    if rest.split(".")[0] == "projection":
+        raise StudioGANError("condgan's pd head on StyleGAN2 ('heads.projection') has no StudioGAN counterpart: "
+                             "StudioGAN's PD StyleGAN2 D calls an embedding it never builds")
+    return rest
 
 
 def studiogan_name(path: str, net: nn.Module) -> str:
@@ -49,6 +89,8 @@ def studiogan_name(path: str, net: nn.Module) -> str:
     StudioGAN keeps its blocks in one list, ``blocks.<slot>.0``, with the self-attention layer a slot of its own
     right after the block it follows; condgan counts D's optimised block as block 1, as StudioGAN's attn_d_loc.
     """
+    if isinstance(net, (StyleGAN2Generator, StyleGAN2Discriminator)):
+        return _stylegan2_name(path, net)
     head, *rest = path.split(".")
     attn = getattr(net, "attn_after", 0)
     is_d = hasattr(net, "heads")  # every D has its heads; no G has
@@ -76,8 +118,9 @@ def studiogan_name(path: str, net: nn.Module) -> str:
 
 
 def _units(net: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """(name, module) of every module that owns tensors, in order; a one-class conditional BN of a G that
-    StudioGAN builds with plain BNs counts as one unit (its children are not listed)."""
+    """(name, module) of every module that owns tensors (in StudioGAN: StyleGAN2's filter owners too), in order;
+    a one-class conditional BN of a G that StudioGAN builds with plain BNs counts as one unit (its children are
+    not listed)."""
     plain_bn = isinstance(net, (ResNetGenerator, DeepCNNGenerator)) and not net.conditional
     skip: tuple[str, ...] = ()
     for name, module in net.named_modules():
@@ -86,7 +129,8 @@ def _units(net: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         if plain_bn and isinstance(module, ConditionalBatchNorm2d):
             skip += (name + ".",)
             yield name, module
-        elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
+        elif (any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
+              or isinstance(module, _FILTER_OWNERS)):
             yield name, module
 
 
@@ -108,6 +152,8 @@ def _export_unit(module: nn.Module) -> dict[str, torch.Tensor]:
         u = out.pop("u")
         out = {"weight_orig": module.weight.detach(), "weight_u": F.normalize(u, dim=0, eps=module.sn_eps),
                "weight_v": F.normalize(mat.t() @ u, dim=0, eps=module.sn_eps), **out}
+    if isinstance(module, _FILTER_OWNERS):
+        out[FIXED] = resample_filter(next(module.parameters()).dtype)
     return {k: v.clone() for k, v in out.items()}
 
 
@@ -128,10 +174,11 @@ def to_studiogan(net: nn.Module) -> dict[str, torch.Tensor]:
 
 def condgan_keys(net: nn.Module) -> dict[str, str]:
     """StudioGAN state key -> condgan's, for every tensor stored in both (not spectral norm's v, which condgan
-    does not store, nor the plain BN that condgan stores as a one-class conditional BN)."""
+    does not store, nor the plain BN that condgan stores as a one-class conditional BN, nor StyleGAN2's filter)."""
     rename = {"weight_orig": "weight", "weight_u": "u", "sigma": "gamma"}
     return {f"{studiogan_name(name, net)}.{k}": f"{name}.{rename.get(k, k)}" for name, module in _units(net)
-            if not isinstance(module, ConditionalBatchNorm2d) for k in _export_unit(module) if k != "weight_v"}
+            if not isinstance(module, ConditionalBatchNorm2d) for k in _export_unit(module)
+            if k not in ("weight_v", FIXED)}
 
 
 def _set_spectral(layer: nn.Module, weight: torch.Tensor, sigma: torch.Tensor, direction: torch.Tensor,
@@ -175,13 +222,18 @@ def _import_unit(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: st
 def load_studiogan(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Set condgan ``net`` from ``state`` in StudioGAN's layout (``what`` names it in errors, e.g. "G_ema of X").
 
-    Every key must be there with its shape, and nothing else: the first that does not fit is a one-line
-    StudioGANError. A DataParallel ``module.`` prefix on every key is dropped.
+    Every key must be there with its shape, and nothing else, and StyleGAN2's ``resample_filter`` buffers must
+    hold condgan's filter: the first that does not fit is a one-line StudioGANError (before ``net`` changes).
+    A DataParallel ``module.`` prefix on every key is dropped.
     """
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     layout = _layout(net)
     expected = {f"{prefix}.{k}": v for _, prefix, tensors in layout for k, v in tensors.items()}
+    size, own = stylegan2_resolution(state), stylegan2_resolution(expected)
+    if isinstance(net, (StyleGAN2Generator, StyleGAN2Discriminator)) and size is not None and size != own:
+        raise StudioGANError(f"{what}: a {size} px StyleGAN2 (its largest block is b{size}); condgan's net is "
+                             f"{own} px (data.resolution)")
     for key, want in expected.items():
         have = state.get(key)
         if have is None:
@@ -194,6 +246,11 @@ def load_studiogan(net: nn.Module, state: dict[str, torch.Tensor], what: str) ->
     if extra:
         raise StudioGANError(f"{what}: '{extra[0]}' has no place in condgan's net ({len(extra)} such keys): "
                              f"is it another architecture or config?")
+    for key, want in expected.items():
+        if key.rsplit(".", 1)[-1] == FIXED and not torch.equal(state[key].double(), want.double()):
+            raise StudioGANError(f"{what}: '{key}' is not the filter condgan's StyleGAN2 resamples with "
+                                 f"(outer([1, 3, 3, 1]) / 64, NVIDIA's setup_filter): a net with another filter "
+                                 f"cannot be imported")
     for module, prefix, tensors in layout:
         try:
             _import_unit(module, {k: state[f"{prefix}.{k}"] for k in tensors}, prefix)
