@@ -171,6 +171,13 @@ class TrainConfig:
     # D steps or the G step first in an iteration; auto: G first for stylegan2 (NVIDIA, StudioGAN), else D first
     order: str = _choice("auto", "d_first", "g_first", default="auto")
     seed: int = 0  # seed of the weights, latents and data order
+    # a new run starts from the weights (G, G_ema, D with their buffers) of this run dir's newest checkpoint or this
+    # checkpoint file (an imported one too), with its own optimiser, step 0 and seeds; "" = fresh weights.
+    # A resumed run keeps its own weights. See condgan.train.init_from
+    init_from: str = ""
+    # train.init_from with other classes: strict (every tensor must fit) or reinit (the layers whose shape depends
+    # on the number of classes keep their fresh initialisation, even when the counts agree)
+    init_classes: str = _choice("strict", "reinit", default="strict")
     ema_decay: float = 0.999  # decay of G_ema, the averaged generator that is sampled and evaluated
     ema_start: int = 0  # G steps before which G_ema is a plain copy of G
     # G_ema's half-life in thousands of images (StyleGAN2's EMA; replaces ema_decay and ema_start); null = off

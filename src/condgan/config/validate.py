@@ -55,6 +55,9 @@ def validate(cfg: Config) -> None:
     _validate_ablation(cfg)
     _validate_strategy(cfg)
     _validate_stylegan2(cfg)
+    if cfg.train.init_classes != "strict" and not cfg.train.init_from:
+        raise ConfigError(f"config key 'train.init_classes' ({cfg.train.init_classes}) applies to a run started "
+                          f"from train.init_from; set that too, or leave init_classes strict")
     problem = model_problem(cfg.model, cfg.data.resolution)
     if problem:
         raise ConfigError(f"config key {problem}")

@@ -95,7 +95,7 @@ def check_checkpoint(state: object, path: Path, required: tuple[str, ...] = TRAI
     if missing and isinstance(state.get("imported"), dict):
         raise CheckpointError(f"{path} was imported from {state['imported'].get('from', 'another code')}: it holds "
                               f"no '{missing[0]}' (no optimiser state), so it can be sampled and evaluated, not "
-                              f"resumed")
+                              f"resumed (a new run starts from its weights with train.init_from)")
     if missing:
         raise CheckpointError(f"{path} is not a condgan checkpoint: no '{missing[0]}' in it "
                               f"(keys: {', '.join(map(str, list(state)[:8])) or 'none'})")

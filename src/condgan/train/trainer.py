@@ -22,6 +22,7 @@ from ..notices import warn
 from ..sample import class_grid, fixed_latents, grid_classes, row_names, save_grid
 from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
+from .init_from import init_weights, read_init_source
 from .resume import check_resume, check_same_data, find_resume_point
 from .rundir import RunDirError, RunDirLock
 from .tensorboard import TensorBoardLog, check_available
@@ -69,10 +70,16 @@ class Trainer:
                 raise RunDirError(f"{folder} is not a folder; the run dir needs it as one")
         point = find_resume_point(self.ckpt_dir)
         saved_cfg = check_resume(self.cfg, point, self.out)  # before any slow work: a wrong run dir fails fast
+        source = read_init_source(self.cfg) if point.state is None and self.cfg.train.init_from else None
         if self.cfg.log.tensorboard:
             check_available()
         self.run: Run = build_run(self.cfg, self.device)
         check_same_data(point, self.run.dataset.identity, self.cfg)
+        self.init_from: dict | None = None  # where a run started from train.init_from took its weights
+        if source is not None:
+            nets = {"G": self.run.models.G, "G_ema": self.run.ema.shadow, "D": self.run.models.D}
+            self.init_from = init_weights(source, self.cfg, nets, self.run.num_classes,
+                                          self.run.dataset.images.shape[1], announce=self.world.is_main)
         try:
             self.grid_classes = grid_classes(self.cfg.train.grid_classes, self.run.num_classes)
         except ValueError as e:
@@ -123,6 +130,7 @@ class Trainer:
             "rng_ranks": rng, "best": self.best, "data_identity": r.dataset.identity,
             "generator": generator_record(self.cfg, r.dataset.num_classes, r.dataset.images.shape[1],
                                           r.dataset.classes),
+            **({"init_from": self.init_from} if self.init_from is not None else {}),
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
@@ -155,6 +163,7 @@ class Trainer:
         else:  # resumed with another number of processes: a fresh stream of this rank's own
             torch.manual_seed(self.cfg.train.seed + 1000 * self.step + self.world.rank)
         self.best = state.get("best")
+        self.init_from = state.get("init_from")
 
     def _keep_best_if_comparable(self, saved: Config | None) -> None:
         """Forget the best evaluation when the eval settings that define its value changed on resume."""
