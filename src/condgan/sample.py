@@ -1,7 +1,9 @@
 """Sample grids (one row per class, one column per fixed latent; the rows' class names at their start) written as
-PNG with Pillow, and the interpolations a grid row can show: lerp / slerp between latents."""
+PNG with Pillow, and the interpolations a grid row can show: lerp / slerp between latents, and for StyleGAN2 a
+lerp between two latents' ws or style mixing (:mod:`condgan.style_sampling`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from torch import nn
 
 from .data import to_uint8
 from .files import PendingFile
+from .style_sampling import StyleSampler, mixed_ws, synthesize
 
 
 def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2,
@@ -98,11 +101,48 @@ def grid_classes(spec: str, num_classes: int) -> list[int]:
 
 
 @torch.no_grad()
-def class_grid(generator: nn.Module, z: torch.Tensor, classes: list[int]) -> torch.Tensor:
+def class_grid(generator: nn.Module, z: torch.Tensor, classes: list[int],
+               forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Images [len(classes) * len(z), C, H, W] in [-1, 1]: row r holds G(z_j, classes[r]) for every fixed latent
-    z_j, so each row should show its class (write it with ``save_grid(images, len(z), path)``)."""
+    z_j, so each row should show its class (write it with ``save_grid(images, len(z), path)``). ``forward``
+    (z, y) -> images replaces ``generator(z, y)`` (e.g. a truncated StyleGAN2 sampler)."""
     device = next(generator.parameters()).device
     cols = z.shape[0]
     y = torch.tensor(classes, device=device).repeat_interleave(cols)
-    return torch.cat([generator(z_chunk, y_chunk) for z_chunk, y_chunk in
-                      zip(z.to(device).repeat(len(classes), 1).split(500), y.split(500))])
+    return in_chunks(forward or generator, z.to(device).repeat(len(classes), 1), y)
+
+
+def in_chunks(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, y: torch.Tensor,
+              size: int = 500) -> torch.Tensor:
+    """forward(z, y) of latents z [N, ...] and labels y [N, ...], ``size`` samples at a time."""
+    return torch.cat([forward(z_chunk, y_chunk) for z_chunk, y_chunk in zip(z.split(size), y.split(size))])
+
+
+@torch.no_grad()
+def w_walk(sampler: StyleSampler, z: torch.Tensor, classes: list[int], t: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's w-space interpolation: images [len(classes) * T, C, H, W], row r the lerp at each t [T] from
+    latent z[2r]'s ws to z[2r + 1]'s (z [2 * rows, z_dim]; both of class classes[r], truncated as ``sampler``
+    is), so a row starts and ends at the images of its two latents."""
+    device = sampler.G.mapping.w_avg.device
+    ws = sampler.ws(z.to(device), torch.tensor(classes, device=device).repeat_interleave(2))
+    rows = [lerp(a.flatten(), b.flatten(), t.to(device)).view(-1, *a.shape) for a, b in zip(ws[0::2], ws[1::2])]
+    return in_ws_chunks(sampler, torch.cat(rows))
+
+
+@torch.no_grad()
+def mix_rows(sampler: StyleSampler, z: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    """Style mixing: images [len(classes) * (L + 1), C, H, W], L = num_ws; column j of row r keeps latent
+    z[2r]'s ws on layers 0..L-j-1 and takes z[2r + 1]'s from layer L - j on: pure z[2r] (j = 0) to pure
+    z[2r + 1] (j = L), one layer more from the second latent per column."""
+    device = sampler.G.mapping.w_avg.device
+    ws = sampler.ws(z.to(device), torch.tensor(classes, device=device).repeat_interleave(2))
+    num_ws = ws.shape[1]
+    k = torch.arange(num_ws, -1, -1, device=device)  # the first layer taken from the second latent
+    rows = [mixed_ws(a.expand(num_ws + 1, -1, -1), b.expand(num_ws + 1, -1, -1), k)
+            for a, b in zip(ws[0::2], ws[1::2])]
+    return in_ws_chunks(sampler, torch.cat(rows))
+
+
+def in_ws_chunks(sampler: StyleSampler, ws: torch.Tensor, size: int = 500) -> torch.Tensor:
+    """Images of ws [N, num_ws, w_dim] with the sampler's noise mode, ``size`` at a time."""
+    return torch.cat([synthesize(sampler.G, chunk, sampler.noise_mode) for chunk in ws.split(size)])

@@ -5,10 +5,17 @@ Sample i has class ``classes[i mod K]`` and the i-th latent of the ``--seed`` st
 batches: with every class and the same seed and batch size these are the very images ``condgan eval --num N``
 scores, so an external FID tool run on the folders sees what condgan measured. The folder (or file) is written
 under a temporary name and renamed when complete; an existing one is never overwritten.
+
+For a StyleGAN2 checkpoint ``--truncation PSI`` is NVIDIA's truncation_psi in w space (w <- lerp(center, w, psi),
+the latents as untruncated), with ``--truncation-cutoff K`` (layers 0..K-1 only), ``--truncation-center
+global|class`` (w_avg, or the class's mean w over ``--center-samples`` latents) and ``--noise``; ``--interpolate
+w`` and ``mix`` walk in w space (:mod:`condgan.style_sampling`). For the others ``--truncation T`` is BigGAN's
+threshold on the latents, and the StyleGAN2 flags are one-line errors.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import shutil
 import tempfile
@@ -23,10 +30,13 @@ from .files import PendingFile
 from .generator import GeneratorInfo, load_generator, standing_statistics
 from .metrics.errors import EvalError
 from .metrics.generate import generated_batches, truncated_normal
-from .sample import class_grid, grid_classes, lerp, row_names, save_grid, slerp
+from .sample import class_grid, grid_classes, in_chunks, lerp, mix_rows, row_names, save_grid, slerp, w_walk
+from .style_sampling import CENTER_SAMPLES, CENTERS, NOISE_MODES, StyleSampler, is_stylegan2
 
 FORMATS = ("png", "npz")
-INTERPOLATIONS = ("latent", "class")
+INTERPOLATIONS = ("latent", "class", "w", "mix")
+STYLE_INTERPOLATIONS = ("w", "mix")  # StyleGAN2 only
+DEFAULT_STEPS = 8
 
 
 def parse_classes(text: str | None, num_classes: int) -> list[int]:
@@ -49,14 +59,16 @@ def class_folder(index: int, names: tuple[str, ...]) -> str:
 
 
 def draw(G: torch.nn.Module, info: GeneratorInfo, classes: list[int], per_class: int, seed: int, batch_size: int,
-         progress: bool, truncation: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+         progress: bool, truncation: float | None = None,
+         sampler: StyleSampler | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, H, W, C] and int64 labels [N], N = per_class x len(classes), sample i of class
-    classes[i mod len(classes)]; latents truncated at ``truncation`` if given."""
+    classes[i mod len(classes)]; latents truncated at ``truncation`` if given (BigGAN's threshold), or, for a
+    StyleGAN2 ``sampler``, its truncation in w space on the same N(0, 1) latents as the plain samples."""
     device = next(G.parameters()).device
     labels = torch.tensor(classes, device=device).repeat(per_class)
     images, got = [], []
     with tqdm(total=labels.shape[0], disable=not progress, desc="sample", unit="img") as bar:
-        for x, y in generated_batches(G, info.z_dim, labels, batch_size, seed, truncation):
+        for x, y in generated_batches(G, info.z_dim, labels, batch_size, seed, truncation, forward=sampler):
             images.append(x.permute(0, 2, 3, 1).cpu().numpy())
             got.append(y.cpu().numpy())
             bar.update(y.shape[0])
@@ -89,37 +101,52 @@ def write_npz(out: Path, images: np.ndarray, labels: np.ndarray, names: tuple[st
 
 
 @torch.no_grad()
-def picture(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namespace) -> tuple[torch.Tensor, int, list[str]]:
+def picture(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namespace,
+            sampler: StyleSampler | None = None) -> tuple[torch.Tensor, int, list[str]]:
     """(images [R * K, C, H, W] in [-1, 1], K per row, R row labels) of ``--grid`` or ``--interpolate``.
 
     grid: row r is class r with the same ``--per-class`` latents in every row. latent: row r walks class r from
     one latent to another in ``--steps`` (lerp, or slerp with ``--slerp``). class: row r keeps one latent and
-    walks the class weights from the first ``--classes`` class to the second; ``--per-class`` rows.
+    walks the class weights from the first ``--classes`` class to the second; ``--per-class`` rows. StyleGAN2
+    (``sampler``: its truncation in w space and noise; latents from N(0, 1)): w walks row r from one latent's ws
+    to another's; mix keeps the first latent's coarse layers and takes the second's from layer k on, k = num_ws
+    (column 0) down to 0 (the last of num_ws + 1 columns).
     """
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(args.seed)
-    draw_z = (lambda n: torch.randn(n, info.z_dim, generator=gen) if args.truncation is None
-              else truncated_normal((n, info.z_dim), args.truncation, gen))
-    t = torch.linspace(0.0, 1.0, args.steps)
+    threshold = None if sampler is not None else args.truncation
+    draw_z = (lambda n: torch.randn(n, info.z_dim, generator=gen) if threshold is None
+              else truncated_normal((n, info.z_dim), threshold, gen))
+    forward = sampler or G
+    steps = args.steps or DEFAULT_STEPS
+    t = torch.linspace(0.0, 1.0, steps)
     if args.interpolate == "class":
         classes = parse_classes(args.classes, info.num_classes)
         if len(classes) != 2:
             raise EvalError(f"--interpolate class walks from one class to another: give --classes A,B; got {classes}")
         eye = torch.eye(info.num_classes)
         weights = lerp(eye[classes[0]], eye[classes[1]], t)  # [steps, C]
-        z = draw_z(args.per_class).repeat_interleave(args.steps, dim=0)
-        images = G(z.to(device), weights.repeat(args.per_class, 1).to(device))
+        z = draw_z(args.per_class).repeat_interleave(steps, dim=0)
+        images = in_chunks(forward, z.to(device), weights.repeat(args.per_class, 1).to(device))
         names = row_names(classes, info.class_names)
-        return images, args.steps, [f"{names[0]}>{names[1]}"] * args.per_class
+        return images, steps, [f"{names[0]}>{names[1]}"] * args.per_class
     classes = (grid_classes("", info.num_classes) if args.classes is None
                else parse_classes(args.classes, info.num_classes))
+    labels = row_names(classes, info.class_names)
+    if args.interpolate in STYLE_INTERPOLATIONS:
+        if sampler is None:
+            raise EvalError(f"--interpolate {args.interpolate} works in StyleGAN2's w space; this generator is "
+                            f"{info.arch}")
+        z = torch.cat([draw_z(2) for _ in classes])
+        if args.interpolate == "w":
+            return w_walk(sampler, z, classes, t), steps, labels
+        return mix_rows(sampler, z, classes), G.num_ws + 1, labels
     if args.interpolate == "latent":
         path = slerp if args.slerp else lerp
         z = torch.cat([path(*draw_z(2), t) for _ in classes])
-        y = torch.tensor(classes).repeat_interleave(args.steps)
-        images = torch.cat([G(zc.to(device), yc.to(device)) for zc, yc in zip(z.split(500), y.split(500))])
-        return images, args.steps, row_names(classes, info.class_names)
-    return class_grid(G, draw_z(args.per_class), classes), args.per_class, row_names(classes, info.class_names)
+        y = torch.tensor(classes).repeat_interleave(steps)
+        return in_chunks(forward, z.to(device), y.to(device)), steps, labels
+    return class_grid(G, draw_z(args.per_class), classes, forward=sampler), args.per_class, labels
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -129,12 +156,11 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.per_class < 1 or args.batch_size < 1 or not 0 <= args.seed < 2**63:
         raise EvalError(f"--per-class and --batch-size must be at least 1 and --seed in [0, 2^63); got "
                         f"{args.per_class}, {args.batch_size}, {args.seed}")
-    if args.truncation is not None and not args.truncation > 0:
-        raise EvalError(f"--truncation must be a positive threshold; got {args.truncation}")
-    pictured = args.grid or args.interpolate
+    check_truncation_flags(args)
+    pictured = bool(args.grid or args.interpolate)
     if pictured and (out.suffix != ".png" or args.format != "png"):
         raise EvalError(f"--out {out}: --grid and --interpolate write one PNG; name it *.png (and no --format)")
-    if args.steps < 2:
+    if args.steps is not None and args.steps < 2:
         raise EvalError(f"--steps must be at least 2 (the two ends); got {args.steps}")
     check_standing_stats(args.standing_stats)
     if args.format == "npz" and out.suffix != ".npz":
@@ -144,22 +170,77 @@ def run_sample(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise EvalError(f"--out {out}: the folder {out.parent} does not exist")
     G, info = load_generator(args.target, parse_device(args.device))
+    sampler = style_sampler(G, info, args, pictured)
     if args.standing_stats:
         standing_statistics(G, info.z_dim, info.num_classes, args.standing_stats, info.config.train.batch_size)
     if pictured:
-        images, per_row, labels = picture(G, info, args)
+        device = next(G.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(args.seed)  # StyleGAN2's --noise random in a picture: seeded, the caller's RNG kept
+            images, per_row, labels = picture(G, info, args, sampler)
         if not bool(torch.isfinite(images).all()):
             raise EvalError("the generator's samples hold NaN or infinity; nothing written")
         save_grid(images.cpu(), per_row, out, row_labels=labels)
-        print(f"wrote {out}: {len(labels)} rows of {per_row} from {info.checkpoint} (step {info.step})")
+        mix = args.interpolate == "mix"
+        columns = f"; column j (0..{G.num_ws}) has the second latent's ws on layers >= {G.num_ws}-j" if mix else ""
+        print(f"wrote {out}: {len(labels)} rows of {per_row} from {info.checkpoint} (step {info.step}){columns}")
         return 0
     classes = parse_classes(args.classes, info.num_classes)
     images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size, not args.no_progress,
-                          args.truncation)
+                          None if sampler else args.truncation, sampler)
     write = write_npz if args.format == "npz" else write_folders
     count = write(out, images, labels, info.class_names)
     print(f"wrote {count} samples of {len(classes)} classes from {info.checkpoint} (step {info.step}) to {out}")
     return 0
+
+
+def check_truncation_flags(args: argparse.Namespace) -> None:
+    """One-line errors for the truncation, noise and --steps flags that need no checkpoint to judge."""
+    if args.truncation is not None and not math.isfinite(args.truncation):
+        raise EvalError(f"--truncation must be a finite number; got {args.truncation}")
+    where = (("--truncation-cutoff", args.truncation_cutoff), ("--truncation-center", args.truncation_center))
+    for flag, value in where:
+        if value is not None and args.truncation is None:
+            raise EvalError(f"{flag} needs --truncation PSI (it says where to truncate, not how much)")
+    if args.truncation_cutoff is not None and args.truncation_cutoff < 1:
+        raise EvalError(f"--truncation-cutoff must be a layer count of at least 1 (layers 0..K-1 are truncated); "
+                        f"got {args.truncation_cutoff}")
+    if args.center_samples is not None and args.truncation_center != "class":
+        raise EvalError("--center-samples sets the latents of each class center: it needs --truncation-center class")
+    if args.center_samples is not None and args.center_samples < 1:
+        raise EvalError(f"--center-samples must be at least 1; got {args.center_samples}")
+    if args.interpolate == "mix" and args.steps is not None:
+        raise EvalError("--steps: --interpolate mix has one column per layer count (num_ws + 1 of them); drop --steps")
+    if args.interpolate in STYLE_INTERPOLATIONS and args.slerp:
+        raise EvalError(f"--slerp is for --interpolate latent; --interpolate {args.interpolate} works in w space")
+
+
+def style_sampler(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namespace,
+                  pictured: bool) -> StyleSampler | None:
+    """A StyleGAN2 checkpoint's sampler (--truncation as psi in w space, --truncation-cutoff / -center,
+    --noise: default const for pictures, random for samples); None for the other architectures, after a
+    one-line error for any StyleGAN2-only flag (and --truncation not a positive threshold)."""
+    style_flags = (("--truncation-cutoff", args.truncation_cutoff), ("--truncation-center", args.truncation_center),
+                   ("--center-samples", args.center_samples), ("--noise", args.noise),
+                   (f"--interpolate {args.interpolate}", args.interpolate in STYLE_INTERPOLATIONS or None))
+    if not is_stylegan2(G):
+        given = [flag for flag, value in style_flags if value is not None]
+        if given:
+            raise EvalError(f"{given[0]} is for StyleGAN2 checkpoints (it works in w space); this one is {info.arch}")
+        if args.truncation is not None and not args.truncation > 0:
+            raise EvalError(f"--truncation must be a positive threshold; got {args.truncation}")
+        return None
+    psi = 1.0 if args.truncation is None else args.truncation
+    if not 0 <= psi <= 1:
+        raise EvalError(f"--truncation is StyleGAN2's psi in w space, in [0, 1] (1: none, 0: the center); got {psi}")
+    if args.truncation_cutoff is not None and args.truncation_cutoff > G.num_ws:
+        raise EvalError(f"--truncation-cutoff {args.truncation_cutoff}: this generator has {G.num_ws} w layers "
+                        f"(give 1..{G.num_ws})")
+    if args.truncation_center == "class" and not G.conditional:
+        raise EvalError("--truncation-center class: this generator is unconditional (it has no class centers)")
+    noise = args.noise or ("const" if pictured else "random")
+    return StyleSampler(G, psi, args.truncation_cutoff, args.truncation_center or "global", noise,
+                        args.center_samples or CENTER_SAMPLES)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -175,11 +256,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="one PNG: a row per class (--classes; default up to 10) of --per-class samples, named")
     s.add_argument("--interpolate", choices=INTERPOLATIONS,
                    help="one PNG: latent: a row per class from one latent to another; class: --per-class rows from "
-                        "the first --classes class to the second, the latent fixed")
-    s.add_argument("--steps", type=int, default=8, help="images per interpolation row (default 8)")
+                        "the first --classes class to the second, the latent fixed; StyleGAN2 only: w: a row per "
+                        "class from one latent's w to another's; mix: a row per class from latent A to B, column "
+                        "j taking B's styles on layers num_ws-j.. (num_ws + 1 columns)")
+    s.add_argument("--steps", type=int, default=None,
+                   help=f"images per interpolation row (default {DEFAULT_STEPS}; not for mix)")
     s.add_argument("--slerp", action="store_true", help="--interpolate latent along the sphere (default: lerp)")
-    s.add_argument("--truncation", type=float, metavar="T",
-                   help="BigGAN's truncation: latents drawn from N(0, 1) with values beyond T drawn again")
+    s.add_argument("--truncation", type=float, metavar="T|PSI",
+                   help="BigGAN's truncation: latents drawn from N(0, 1) with values beyond T drawn again; for "
+                        "StyleGAN2, psi in [0, 1]: w <- lerp(center, w, psi) (the same latents as untruncated)")
+    s.add_argument("--truncation-cutoff", type=int, metavar="K",
+                   help="StyleGAN2: truncate only the w layers 0..K-1 (1 <= K <= num_ws; default all)")
+    s.add_argument("--truncation-center", choices=CENTERS,
+                   help="StyleGAN2: truncate toward the global mean w (w_avg, default) or the sample's class's mean w")
+    s.add_argument("--center-samples", type=int, metavar="N",
+                   help=f"StyleGAN2, --truncation-center class: latents (seed 0) whose mean w is a class's center "
+                        f"(default {CENTER_SAMPLES})")
+    s.add_argument("--noise", choices=NOISE_MODES,
+                   help="StyleGAN2's per-pixel noise: random, const (each layer's fixed map) or none (default: "
+                        "random for samples, as condgan eval; const for --grid / --interpolate)")
     add_standing_stats_argument(s)
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     s.add_argument("--no-progress", action="store_true")

@@ -1,13 +1,16 @@
 """Drawing evaluation samples from a generator: seeded, class-balanced, PNG-quantised, batched."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
 from ..data import to_uint8
+from ..nets.stylegan2 import StyleGAN2Generator
 from .errors import EvalError
+
+NOISE_STREAM = 0x6E6F697365  # a StyleGAN2 G's noise maps: seed + this ("noise"), a stream apart from the latents'
 
 
 def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -30,17 +33,24 @@ def truncated_normal(shape: tuple[int, ...], threshold: float, generator: torch.
     return z
 
 
-def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size: int,
-                      seed: int = 0, truncation: float | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size: int, seed: int = 0,
+                      truncation: float | None = None,
+                      forward: Callable[..., torch.Tensor] | None = None,
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (uint8 images [B, C, H, W], labels [B]) for the int64 ``labels`` [N], in eval mode.
 
     Latents come from a private generator on the labels' device, so neither the caller's RNG nor the
     generator's training state changes; G's train/eval mode is restored afterwards. ``truncation``: latents
-    from :func:`truncated_normal` at that threshold. A batch holding NaN or infinity is an EvalError
+    from :func:`truncated_normal` at that threshold. ``forward`` (z, y) -> images replaces ``G(z, y)`` on the
+    same latents (a StyleGAN2 sampler truncating in w space). A StyleGAN2 G's random noise maps come from a
+    second private generator (seed + :data:`NOISE_STREAM`) and reach it (or ``forward``) as ``noise=``, so its
+    images too are a function of the seed and batch size. A batch holding NaN or infinity is an EvalError
     (quantised, it would pass for black pixels).
     """
     device = labels.device
     gen = torch.Generator(device=device).manual_seed(seed)
+    noise_gen = torch.Generator(device=device).manual_seed((seed + NOISE_STREAM) % 2**63)
+    sizes = G.synthesis.noise_resolutions() if isinstance(G, StyleGAN2Generator) else []
     was_training = G.training
     G.eval()
     try:
@@ -48,7 +58,9 @@ def generated_batches(G: nn.Module, z_dim: int, labels: torch.Tensor, batch_size
             y = labels[start:start + batch_size]
             z = (torch.randn(y.shape[0], z_dim, device=device, generator=gen) if truncation is None
                  else truncated_normal((y.shape[0], z_dim), truncation, gen, device))
-            x = G(z, y)
+            noise = [torch.randn(y.shape[0], 1, r, r, device=device, generator=noise_gen) for r in sizes]
+            kwargs = {"noise": noise} if sizes else {}
+            x = (G if forward is None else forward)(z, y, **kwargs)
             if not bool(torch.isfinite(x).all()):
                 raise EvalError(f"the generator's samples {start}..{start + y.shape[0] - 1} hold NaN or infinity; "
                                 f"a generator with non-finite output is not scored")

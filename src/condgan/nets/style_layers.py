@@ -122,6 +122,8 @@ class SynthesisLayer(nn.Module):
                                dtype=x.dtype) * self.noise_strength
         if mode == "const":
             return self.noise_const.to(x.dtype) * self.noise_strength
+        if mode != "none":
+            raise ValueError(f"unknown noise mode {mode!r}; expected one of {NOISE_MODES}")
         return None
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", noise: torch.Tensor | None = None,

@@ -147,17 +147,24 @@ class StyleGAN2Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor, *, truncation: float = 1.0,
                 truncation_cutoff: int | None = None, center: torch.Tensor | None = None, noise_mode: str = "random",
                 noise: list[torch.Tensor] | None = None, mix_z: torch.Tensor | None = None,
-                mix_cutoff: torch.Tensor | int | None = None, return_ws: bool = False):
+                mix_cutoff: torch.Tensor | int | None = None,
+                return_ws: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         ws = self.ws(z, y, truncation, truncation_cutoff, center)
         if mix_z is not None:
             mixed = self.ws(mix_z, y, truncation, truncation_cutoff, center)
             later = torch.arange(self.num_ws, device=ws.device) >= torch.as_tensor(mix_cutoff, device=ws.device)
             ws = torch.where(later[None, :, None], mixed, ws)
+        img = self.render(ws, noise_mode, noise)
+        return (img, ws) if return_ws else img
+
+    def render(self, ws: torch.Tensor, noise_mode: str = "random",
+               noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Images [N, img_channels, R, R] of per-layer latents ws [N, num_ws, w_dim] (noise as in forward), with
+        the convolution form ``fused_modconv`` picks."""
         fused = self.fused_modconv
         if fused is None:
-            fused = not self.training and z.shape[0] <= 4
-        img = self.synthesis(ws, noise_mode, noise, fused)
-        return (img, ws) if return_ws else img
+            fused = not self.training and ws.shape[0] <= 4
+        return self.synthesis(ws, noise_mode, noise, fused)
 
 
 class DiscriminatorBlock(nn.Module):
