@@ -4,7 +4,7 @@ import json
 import numpy as np
 import torch
 from fakes import make_cifar_archive
-from layouts import make_cub, make_imagenet, make_tiny_imagenet, write_class_list
+from layouts import make_afhq, make_cub, make_imagenet, make_tiny_imagenet, write_class_list
 from PIL import Image
 
 from condgan.config import build_config
@@ -62,14 +62,15 @@ def data_roots(tmp_path_factory):
     wnids = write_class_list(root / "catdog.txt", ("n02085620", "n02123045"))
     sources = {"imagenet143": (imagenet.root, str(wnids)), "imagenet": (imagenet.root, ""),
                "tiny_imagenet": (make_tiny_imagenet(root / "tiny", per_class=2).root, ""),
-               "cub200": (make_cub(root / "cub", per_class=6).root, "")}
+               "cub200": (make_cub(root / "cub", per_class=6).root, ""),
+               "afhq": (make_afhq(root / "afhq", per_class=2).root, "")}
     roots = {("cifar10", 32): [f"data.root={make_cifar_archive(root / 'cifar-10-python.tar.gz', n=4)}"],
              ("cifar100", 32): [f"data.root={make_cifar_archive(root / 'cifar-100-python.tar.gz', hundred=True, n=4)}"],
              ("folder", 32): [f"data.root={folder}"]}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONDGAN_CACHE", str(root / "cache"))
         for (name, resolution) in (("imagenet143", 64), ("imagenet143", 128), ("imagenet", 128), ("tiny_imagenet", 64),
-                                   ("cub200", 128)):
+                                   ("cub200", 128), ("afhq", 512)):
             source, classes = sources[name]
             store = prepare(name, str(source), resolution, "lanczos", classes, progress=False)[0][1].parent
             roots[(name, resolution)] = [f"data.root={store}"]
@@ -87,20 +88,34 @@ def _resolution(tree: dict) -> int:
 
 
 SMALL_NETS = ["model.g_width=8", "model.d_width=8"]  # 64 / 128 px nets at CI size (full width: the slow test)
+# StyleGAN2 at CI size (every resolution: channels min(2048 / r, 16), so 4 at 512 px); full width: the slow test
+SMALL_STYLEGAN2 = ["model.channel_base=2048", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
+                   "model.embed_dim=8"]
+
+
+def _is_stylegan2(tree: dict) -> bool:
+    return tree["model"]["arch"] == "stylegan2"
+
+
+def _ci_nets(tree: dict) -> list[str]:
+    if _is_stylegan2(tree):
+        return SMALL_STYLEGAN2
+    return [] if _resolution(tree) == 32 else SMALL_NETS
 
 
 @pytest.mark.parametrize("name", sorted(list_presets()))
 def test_every_preset_builds_and_trains_two_steps(name, tmp_path, data_roots):
-    """The preset's losses, regularisers, strategy and architecture as shipped (the 64 / 128 px nets at width 8;
-    full width in the slow test below); the batch shrinks, and on the paper data sets one D iteration per G step
-    and no sample grid or checkpoint keep the test short (the cifar10-reacgan test above runs the full trainer
-    with 5 D steps)."""
+    """The preset's losses, regularisers, strategy and architecture as shipped (the 64 / 128 px nets at width 8,
+    StyleGAN2 at channel_max 16; full width in the slow test below); the batch shrinks, and on the paper data sets
+    one D iteration per G step and no sample grid or checkpoint keep the test short (the cifar10-reacgan test above
+    runs the full trainer with 5 D steps)."""
     tree = load_preset(name)
-    _train_two_steps(name, tree, tmp_path, data_roots, [] if _resolution(tree) == 32 else SMALL_NETS)
+    _train_two_steps(name, tree, tmp_path, data_roots, _ci_nets(tree))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(n for n in list_presets() if _resolution(load_preset(n)) > 32))
+@pytest.mark.parametrize("name", sorted(n for n in list_presets() if _resolution(load_preset(n)) > 32
+                                        or _is_stylegan2(load_preset(n))))
 def test_every_large_preset_trains_two_steps_at_full_width(name, tmp_path, data_roots):
     _train_two_steps(name, load_preset(name), tmp_path, data_roots, [])
 
@@ -127,7 +142,9 @@ def _train_two_steps(name: str, tree: dict, tmp_path, data_roots: dict, nets: li
     expected |= {"d_tac", "g_tac"} if cfg.loss.aux == "tac" else set()
     expected |= {"d_kl"} if cfg.loss.fake_kl_weight else set()
     expected |= {"d_delta_abs"} if cfg.train.strategy == "free_adversarial" else set()
-    assert expected <= set(records[-1]), (expected, set(records[-1]))
+    expected |= {"g_pl_mean"} | ({"g_pl"} if cfg.reg.pl_weight else set()) if cfg.train.strategy == "stylegan2" else set()
+    expected |= {"aug_p"} if cfg.aug.ada else set()
+    assert expected <= set().union(*records), (expected, set().union(*records))
 
 
 def test_presets_command_lists_paper_rows():

@@ -153,10 +153,10 @@ def model_problem(model: ModelConfig, resolution: int) -> str | None:
         chunks = STUDIOGAN_STAGES[resolution].g_blocks + 1
         if z_dim % chunks:
             return f"'model.z_dim' must split into {chunks} equal chunks for {arch} at {resolution} px; got {z_dim}"
-    return _stylegan2_problem(model) if arch == "stylegan2" else None
+    return _stylegan2_problem(model, resolution) if arch == "stylegan2" else None
 
 
-def _stylegan2_problem(model: ModelConfig) -> str | None:
+def _stylegan2_problem(model: ModelConfig, resolution: int) -> str | None:
     for key, value in STYLEGAN2_FIXED.items():
         if getattr(model, key) != value:
             return (f"'model.{key}' must be {value!r} for model.arch=stylegan2 (equalised learning rate, no spectral "
@@ -164,6 +164,9 @@ def _stylegan2_problem(model: ModelConfig) -> str | None:
     for key in ("w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group"):
         if getattr(model, key) < 1:
             return f"'model.{key}' must be positive; got {getattr(model, key)}"
+    if model.channel_base < resolution:
+        return (f"'model.channel_base' ({model.channel_base}) must be at least data.resolution ({resolution}): the "
+                f"last block has channel_base / resolution channels")
     if model.conv_clamp is not None and not model.conv_clamp > 0:
         return f"'model.conv_clamp' must be positive or null; got {model.conv_clamp}"
     if not 0.0 <= model.w_avg_beta < 1.0:
