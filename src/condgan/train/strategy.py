@@ -184,10 +184,11 @@ class StandardStrategy:
         """One iteration after ``step`` finished G steps (its n_dis D steps and its G step, in ``train.order``);
         returns detached losses (no host sync)."""
         g_losses = self.g_step(device, step) if self.g_first else {}
-        n_dis = self.cfg.train.n_dis
+        n_dis, d_losses = self.cfg.train.n_dis, {}
         for i in range(n_dis):
             self.d_index = step * n_dis + i  # D steps so far: lazy regularisers count them
-            d_losses = self.d_step(step)
+            # the last D step's values, and a lazy term from whichever D step computed it
+            d_losses = {**d_losses, **self.d_step(step)}
         if not self.g_first:
             g_losses = self.g_step(device, step)
         return {k: v.detach() for k, v in {**d_losses, **g_losses, **self.log_values()}.items()}
