@@ -123,3 +123,19 @@ def test_hostile_stylegan2_settings_are_one_line_errors(sets, culprit):
     with pytest.raises(ConfigError) as e:
         tiny_cfg(*sets)
     assert culprit in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_compiled_nets_give_the_eager_losses():
+    """speed.compile (about 2 minutes of compiling here): the penalties on input gradients (R1, path length) run
+    on the eager nets (compiled graphs have no double backward); every logged value tracks the eager run's."""
+    from condgan.train.build import advance, build_run
+
+    records = []
+    for speed in ([], ["speed.compile=true"]):
+        run = build_run(tiny_cfg(*LAZY, "aug.ada=", *speed), torch.device("cpu"))
+        records.append([{k: v.item() for k, v in advance(run, step).items()} for step in range(3)])
+    for eager, compiled in zip(*records):
+        assert eager.keys() == compiled.keys() and {"d_r1", "g_pl_mean"} <= eager.keys()
+        for key in eager:
+            assert abs(eager[key] - compiled[key]) <= 1e-4 * max(1.0, abs(eager[key])), key

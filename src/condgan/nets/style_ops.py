@@ -78,16 +78,16 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor | None, lrelu: bool, gain: floa
              clamp: float | None = None) -> torch.Tensor:
     """(leaky ReLU (slope 0.2) if ``lrelu``)(x + bias) * gain, clamped to +-clamp; x [N, C, ...], bias [C].
 
-    gain > 0 commutes with the leaky ReLU, so the bias and the gain go in one pass (add with alpha) and the activation
-    works in place: two passes over x forward instead of three or four."""
+    gain > 0 commutes with the leaky ReLU, so the scaling and the activation work in place on the sum: one new
+    tensor instead of three. (Not torch.add(b, x, alpha=gain): torch.compile's CPU backend gets that wrong when x
+    is a matmul's output.)"""
+    fresh = bias is not None or gain != 1
     if bias is not None:
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        b = bias.to(x.dtype).reshape(shape)
-        x = torch.add(b * gain, x, alpha=gain) if gain != 1 else x + b
-    elif gain != 1:
-        x = x * gain
+        x = x + bias.to(x.dtype).reshape((1, -1) + (1,) * (x.dim() - 2))
+    if gain != 1:
+        x = x.mul_(gain) if bias is not None else x * gain
     if lrelu:
-        x = F.leaky_relu(x, LRELU_SLOPE, inplace=bias is not None or gain != 1)
+        x = F.leaky_relu(x, LRELU_SLOPE, inplace=fresh)
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x

@@ -145,7 +145,8 @@ def advance(run: Run, step: int, keep_ema: bool = True) -> dict[str, torch.Tenso
 
 
 def _training_callables(cfg: Config, G: nn.Module, D: nn.Module, device: torch.device, w: World) -> tuple:
-    """(g_fwd, d_synced, d_unsynced) of :class:`Models`: DDP wrappers under torchrun, compiled with speed.compile."""
+    """(g_fwd, d_synced, d_unsynced, g_eager, d_eager) of :class:`Models`: DDP wrappers under torchrun,
+    compiled with speed.compile (the eager pair: the same wrappers, not compiled)."""
     g_fwd, d_synced, d_unsynced = G, D, D
     if w.distributed:
         ids = [device.index] if device.type == "cuda" else None
@@ -156,7 +157,8 @@ def _training_callables(cfg: Config, G: nn.Module, D: nn.Module, device: torch.d
         no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False}
         g_fwd = DistributedDataParallel(G, device_ids=ids, **no_sync)
         d_synced = DistributedDataParallel(D, device_ids=ids, **no_sync)
+    g_eager, d_eager = g_fwd, d_synced
     if cfg.speed.compile:
         g_fwd, d_synced = torch.compile(g_fwd), torch.compile(d_synced)
         d_unsynced = torch.compile(D) if w.distributed else d_synced
-    return g_fwd, d_synced, d_unsynced
+    return g_fwd, d_synced, d_unsynced, g_eager, d_eager

@@ -40,17 +40,21 @@ class DiscriminatorPass:
     """Every D forward of a training run; see the module docstring."""
 
     def __init__(self, d_synced: Callable, d_unsynced: Callable, precision: Precision,
-                 augmentation: Augmentation | None = None, batch_coupled: bool = True) -> None:
+                 augmentation: Augmentation | None = None, batch_coupled: bool = True,
+                 eager: tuple[Callable, Callable] | None = None) -> None:
         self.d_synced = d_synced
         self.d_unsynced = d_unsynced
+        self.eager = eager or (d_synced, d_unsynced)  # (synced, unsynced) without torch.compile
         self.precision = precision
         self.augmentation = augmentation or Augmentation()
         self.batch_coupled = batch_coupled
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, augment: bool = True, synced: bool = False) -> DOutput:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, augment: bool = True, synced: bool = False,
+                 eager: bool = False) -> DOutput:
         """D's outputs (float32) on x [N, C, H, W] with labels y [N]; no DDP gradient sync of its own unless
-        ``synced`` (a pass whose loss alone updates D, such as StyleGAN2's separate R1 step)."""
-        return self._forward(x, y, synced=synced, augment=augment)
+        ``synced`` (a pass whose loss alone updates D, such as StyleGAN2's separate R1 step). ``eager``: never
+        the compiled D (a penalty on an input gradient needs the double backward compiled graphs lack)."""
+        return self._forward(x, y, synced=synced, augment=augment, eager=eager)
 
     def real_fake(self, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor,
                   y_fake: torch.Tensor) -> tuple[DOutput, DOutput]:
@@ -70,9 +74,11 @@ class DiscriminatorPass:
         self.augmentation.observe_real(real.adv)
         return real, fake
 
-    def _forward(self, x: torch.Tensor, y: torch.Tensor, synced: bool, augment: bool = True) -> DOutput:
+    def _forward(self, x: torch.Tensor, y: torch.Tensor, synced: bool, augment: bool = True,
+                 eager: bool = False) -> DOutput:
         if augment:
             x = self.augmentation(x)
+        synced_d, unsynced_d = self.eager if eager else (self.d_synced, self.d_unsynced)
         with self.precision.autocast():
-            out = self.d_synced(x, y) if synced else self.d_unsynced(x, y)
+            out = synced_d(x, y) if synced else unsynced_d(x, y)
         return out.float()

@@ -103,14 +103,14 @@ class Regularizers:
         ``synced``: a pass whose loss alone updates D (a separate R1 step); every D output then joins the loss
         with weight 0 (as StudioGAN's enable_allreduce), so that DDP sees a gradient for every parameter."""
         x = x_real.detach().requires_grad_(True)
-        out = d_pass(x, y_real, synced=synced)
+        out = d_pass(x, y_real, synced=synced, eager=True)
         untouched = sum(v.sum() * 0 for v in vars(out).values() if isinstance(v, torch.Tensor) and v.requires_grad)
         return r1_penalty(out.adv, x) + (untouched if synced else 0)
 
     @staticmethod
     def _penalty(d_pass: DiscriminatorPass, x: torch.Tensor, y: torch.Tensor, fn) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
-        return fn(d_pass(x, y).adv, x)
+        return fn(d_pass(x, y, eager=True).adv, x)
 
     def _update_lecam(self, step: int, real_mean: torch.Tensor, fake_mean: torch.Tensor) -> None:
         decay = self.reg.lecam_decay if step >= self.reg.lecam_start else 0.0

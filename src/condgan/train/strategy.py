@@ -28,8 +28,10 @@ class Models:
     ``G`` and ``D`` are the plain modules (state dicts, EMA, evaluation). Training passes use wrappers
     (DDP under torchrun, ``torch.compile`` with speed.compile), each the plain module when not wrapped:
     g_fwd for G; d_synced for the pass whose loss updates D (DDP all-reduces D's gradients in its
-    backward); d_unsynced for every other D pass (see condgan.train.discriminate). Strategies reach D only
-    through their :class:`DiscriminatorPass`.
+    backward); d_unsynced for every other D pass (see condgan.train.discriminate). ``g_eager`` and
+    ``d_eager`` are g_fwd and d_synced without torch.compile, for the passes whose penalty differentiates an
+    input gradient (R1, gradient penalties, path length): compiled graphs have no double backward. Strategies
+    reach D only through their :class:`DiscriminatorPass`.
     """
     G: nn.Module
     D: nn.Module
@@ -38,11 +40,15 @@ class Models:
     g_fwd: Callable | None = None
     d_synced: Callable | None = None
     d_unsynced: Callable | None = None
+    g_eager: Callable | None = None
+    d_eager: Callable | None = None
 
     def __post_init__(self) -> None:
         self.g_fwd = self.G if self.g_fwd is None else self.g_fwd
         self.d_synced = self.D if self.d_synced is None else self.d_synced
         self.d_unsynced = self.D if self.d_unsynced is None else self.d_unsynced
+        self.g_eager = self.g_fwd if self.g_eager is None else self.g_eager
+        self.d_eager = self.d_synced if self.d_eager is None else self.d_eager
 
 
 class StandardStrategy:
@@ -71,7 +77,7 @@ class StandardStrategy:
         self.regularizers = Regularizers(cfg, all_gather_cat)
         self.augmentation = build_augmentation(cfg.aug, device, all_reduce_sum)
         self.d_pass = DiscriminatorPass(models.d_synced, models.d_unsynced, self.precision, self.augmentation,
-                                        is_batch_coupled(models.D))
+                                        is_batch_coupled(models.D), eager=(models.d_eager, models.D))
         # Latents come from their own stream, seeded alike on every rank: each rank draws the whole global
         # batch and keeps its share, so any number of processes sees the same z and y as one process.
         self.noise = torch.Generator(device).manual_seed(cfg.train.seed + NOISE_SEED_OFFSET)

@@ -89,8 +89,8 @@ class StyleGAN2Strategy(StandardStrategy):
         reg = self.cfg.reg
         n = self.pl_global // self.world.size
         z, y, extras = self.fake_inputs(n, device)
-        with self.precision.autocast():
-            images, ws = self.m.g_fwd(z, y, return_ws=True, **extras)
+        with self.precision.autocast():  # eager: the penalty differentiates an input gradient
+            images, ws = self.m.g_eager(z, y, return_ws=True, **extras)
         pl_noise = self.path_length_noise(images) / math.sqrt(images.shape[2] * images.shape[3])
         lengths = path_lengths(images, ws, pl_noise)  # [n]
         # the new mean keeps its graph in this step, as NVIDIA's does
