@@ -9,7 +9,9 @@
 # From the device tool: run(command="bash benchmarks/gpu_suite.sh", timeout_s=540). Sections run one after
 # another under their own time limit; a failing section is reported and the next one still runs (the exit
 # status is that of the last failure).
-#   1. step_bench: cifar10-reacgan at batch 128 over the fast-path options; the 128 px ReACGAN row at its batch
+#   1. step_bench: cifar10-reacgan at batch 128 over the fast-path options; the 128 px ReACGAN row at its batch;
+#      StyleGAN2 + D2D-CE (cifar10-stylegan2-d2dce, ReACGAN Table 5) at its batch 64 (with STUDIOGAN: beside
+#      StudioGAN's own iteration; 8 timed iterations carry one lazy R1 step)
 #   2. data_bench: prepare rate and each residency tier's delivery at 64 and 128 px (20,000-image store)
 #   3. metrics_bench: FID and PRDC on 10,000 x 2048 features
 set -uo pipefail
@@ -25,6 +27,7 @@ if [ -n "${REDUCED:-}" ]; then
     DEVICE=cpu
     CIFAR=(--batches 8 --options fp32 --warmup 1 --iterations 1)
     ROW128=(--batches 2 --options fp32 --warmup 1 --iterations 1)
+    STYLE=(--batches 8 --options fp32 --warmup 1 --iterations 1 --set model.channel_max=64)
     DATA=(--images 1000 --batches 4 --time-batch 1)
     METRICS=(--n 2000 --dim 256 --repeats 1)
     LIMIT=900
@@ -32,6 +35,7 @@ else
     DEVICE=cuda
     CIFAR=(--batches 128 --options fp32,fp32_fast,bf16,fast --warmup 3 --iterations 10)
     ROW128=(--options fp32,bf16 --warmup 2 --iterations 3)
+    STYLE=(--batches 64 --options fp32,fp32_fast,bf16 --warmup 1 --iterations 8)
     DATA=(--images 20000 --batches 40)
     METRICS=(--n 10000 --dim 2048 --repeats 3)
     LIMIT=240
@@ -54,9 +58,13 @@ section "machine" "$PY" -c "import os, torch; print('torch', torch.__version__, 
 section "step_bench cifar10-reacgan" "$PY" benchmarks/step_bench.py --device "$DEVICE" "${CIFAR[@]}"
 section "step_bench imagenet128-reacgan" "$PY" benchmarks/step_bench.py --device "$DEVICE" \
     --preset imagenet128-reacgan "${ROW128[@]}"
+section "step_bench cifar10-stylegan2-d2dce" "$PY" benchmarks/step_bench.py --device "$DEVICE" \
+    --preset cifar10-stylegan2-d2dce "${STYLE[@]}"
 if [ -n "${STUDIOGAN:-}" ]; then
     section "step_bench beside StudioGAN" "$PY" benchmarks/step_bench.py --device "$DEVICE" "${CIFAR[@]}" \
         --studiogan "$STUDIOGAN"
+    section "step_bench StyleGAN2 + D2D-CE beside StudioGAN" "$PY" benchmarks/step_bench.py --device "$DEVICE" \
+        --preset cifar10-stylegan2-d2dce "${STYLE[@]}" --options fp32 --studiogan "$STUDIOGAN"
 fi
 section "data_bench" "$PY" benchmarks/data_bench.py --device "$DEVICE" "${DATA[@]}"
 section "metrics_bench" "$PY" benchmarks/metrics_bench.py --device "$DEVICE" "${METRICS[@]}"

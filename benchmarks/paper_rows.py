@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from condgan.cli import KNOWN_SHAPES  # noqa: E402
+from condgan.data.registry import KNOWN_SHAPES  # noqa: E402
 from condgan.config import Config, build_config  # noqa: E402
 from condgan.presets import list_presets, load_preset  # noqa: E402
 

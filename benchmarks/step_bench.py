@@ -3,16 +3,21 @@
     python benchmarks/step_bench.py                                   # cifar10-reacgan, batch 128 and 64
     python benchmarks/step_bench.py --device cuda --options fp32,bf16,fast --studiogan ~/PyTorch-StudioGAN
     python benchmarks/step_bench.py --preset imagenet128-reacgan --batches 4 --options fp32   # a paper row
+    python benchmarks/step_bench.py --preset cifar10-stylegan2-d2dce --batches 8 --warmup 1 --iterations 8 \
+        --studiogan ~/PyTorch-StudioGAN                       # StyleGAN2 + D2D-CE beside StudioGAN's own
 
 ``--preset`` takes any preset; a paper row of benchmarks/paper_rows.py runs at the batch one GPU takes in the
 row's training (and its n_dis) unless --batches says otherwise.
 
 Each option is the preset with some ``speed.*`` keys set (see OPTIONS); every contender (each option, and
-with --studiogan the same iteration of PyTorch-StudioGAN's ReACGAN CIFAR10 model, see studiogan_step.py)
+with --studiogan the same iteration of PyTorch-StudioGAN: its ReACGAN CIFAR10 model, see studiogan_step.py, or
+for a StyleGAN2 preset its stylegan2 worker steps with the preset's settings, see studiogan_stylegan2_step.py)
 runs on random images of the preset's shape. After the warm-up iterations the contenders take turns, one
 iteration each, so a slower or busier spell of the machine hits all of them alike; the table gives the
-median. FLOPs are counted once per model with torch.utils.flop_counter (eager fp32: the math is the same
-under every option) over one whole iteration, forward and backward.
+median, and the mean (StyleGAN2's lazy R1 step lands on every 8th iteration of its D2D-CE preset: time 8
+iterations after 1 warm-up for the mean to carry one). Both codes run the same step numbers, so their lazy
+steps fall on the same iterations. FLOPs are counted once per model with torch.utils.flop_counter (eager fp32:
+the math is the same under every option) over one whole iteration, forward and backward.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from condgan.cli import KNOWN_SHAPES  # noqa: E402
+from condgan.data.registry import KNOWN_SHAPES  # noqa: E402
 from condgan.config import Config, build_config  # noqa: E402
 from condgan.data.base import make_dataset  # noqa: E402
 from condgan.presets import load_preset  # noqa: E402
@@ -58,9 +63,10 @@ def preset_config(preset: str, overrides: list[str]) -> tuple[Config, int]:
     return cfg, KNOWN_SHAPES[cfg.data.name][0]
 
 
-def condgan_iteration(preset: str, batch: int, option: str, device: torch.device) -> Callable[[int], None]:
+def condgan_iteration(preset: str, batch: int, option: str, device: torch.device,
+                      sets: tuple[str, ...] = ()) -> Callable[[int], None]:
     """iteration(step) of ``preset`` at ``batch`` with ``option``'s speed keys, on random uint8 images."""
-    cfg, classes = preset_config(preset, [f"train.batch_size={batch}", *OPTIONS[option]])
+    cfg, classes = preset_config(preset, [f"train.batch_size={batch}", *OPTIONS[option], *sets])
     channels = 1 if cfg.data.name == "mnist5k" else 3
     n = batch * cfg.train.n_dis * cfg.train.accumulate * 4
     gen = torch.Generator().manual_seed(0)
@@ -75,15 +81,58 @@ def condgan_iteration(preset: str, batch: int, option: str, device: torch.device
     return iteration
 
 
+def studiogan_iteration(checkout: str, cfg: Config, classes: int, batch: int, device: torch.device,
+                        precision: str) -> Callable[[int], None]:
+    """PyTorch-StudioGAN's own iteration of the preset's config: its ReACGAN CIFAR10 model (studiogan_step.py),
+    or for a StyleGAN2 preset its stylegan2 worker steps with the preset's heads, intervals and order
+    (studiogan_stylegan2_step.py; fp32 only: StudioGAN's StyleGAN2 ignores its autocast flag)."""
+    if cfg.model.arch != "stylegan2":
+        from studiogan_step import build_iteration
+
+        return build_iteration(checkout, batch, device, mixed_precision=precision == "fp16")[0]
+    from studiogan_stylegan2_step import build_stylegan2_iteration
+
+    if precision != "fp32":
+        raise SystemExit("--studiogan-precision: StudioGAN's StyleGAN2 runs fp32 only here")
+    m, reg = cfg.model, cfg.reg
+    cond = {"d2d_ce": "D2DCE", "spd": "SPD", "pd": "PD", "none": "W/O"}.get(cfg.loss.cond)
+    if cond is None or cfg.aug.ada:
+        raise SystemExit(f"--studiogan: no StudioGAN StyleGAN2 iteration for loss.cond {cfg.loss.cond} / ADA here")
+    return build_stylegan2_iteration(
+        checkout, batch, device, cond=cond, d_updates=cfg.train.n_dis,
+        r1_place="outside_loop" if reg.r1_own_step else "inside_loop", d_reg_interval=reg.r1_interval,
+        g_reg_interval=reg.pl_interval, r1_lambda=reg.r1, style_mixing_p=reg.style_mixing, pl_weight=reg.pl_weight,
+        channel_base=m.channel_base, channel_max=m.channel_max, num_classes=classes,
+        resolution=cfg.data.resolution, d_first=cfg.train.order == "d_first", diffaug=bool(cfg.aug.diffaug))[0]
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def count_flops(iteration: Callable[[int], None], step: int) -> int:
-    with FlopCounterMode(display=False) as counter:
-        iteration(step)
+def count_flops(iteration: Callable[[int], None], step: int) -> int | None:
+    """FLOPs of ``iteration(step)``; None when torch's counter cannot follow it (its module tracker refuses the
+    double backward of a lazy R1 / path-length step: see plain_step)."""
+    try:
+        with FlopCounterMode(display=False) as counter:
+            iteration(step)
+    except (RuntimeError, AssertionError):
+        return None
     return counter.get_total_flops()
+
+
+def plain_step(cfg: Config) -> int:
+    """The first step whose iteration runs no lazy regulariser (R1 on a D step, path length), where FLOPs can be
+    counted; 0 for the other strategies (the counter then sees their every-step penalties as usual)."""
+    if cfg.train.strategy != "stylegan2":
+        return 0
+    reg, n_dis = cfg.reg, cfg.train.n_dis
+    for step in range(1, 64):
+        r1 = reg.r1 and any((step * n_dis + i) % reg.r1_interval == 0 for i in range(n_dis))
+        if not r1 and not (reg.pl_weight and step % reg.pl_interval == 0):
+            return step
+    return 0
 
 
 def measure(contenders: dict[str, Callable[[int], None]], device: torch.device, warmup: int,
@@ -123,42 +172,45 @@ def bench_batch(args: argparse.Namespace, batch: int, device: torch.device) -> l
     contenders: dict[str, Callable[[int], None]] = {}
     flops: dict[str, int] = {}
     for option in args.options:
-        contenders[f"condgan {option}"] = condgan_iteration(args.preset, batch, option, device)
-    flops["condgan"] = count_flops(condgan_iteration(args.preset, batch, "fp32", device), 0)
+        contenders[f"condgan {option}"] = condgan_iteration(args.preset, batch, option, device, args.set)
+    cfg, classes = preset_config(args.preset, [f"train.batch_size={batch}", *args.set])
+    plain = plain_step(cfg)
+    flops["condgan"] = count_flops(condgan_iteration(args.preset, batch, "fp32", device, args.set), plain)
     if args.studiogan:
-        from studiogan_step import build_iteration
-
         for mixed in args.studiogan_precision:
-            iteration, _ = build_iteration(args.studiogan, batch, device, mixed_precision=mixed == "fp16")
-            contenders[f"StudioGAN {mixed}"] = iteration
-        flops["StudioGAN"] = count_flops(build_iteration(args.studiogan, batch, device)[0], 0)
+            contenders[f"StudioGAN {mixed}"] = studiogan_iteration(args.studiogan, cfg, classes, batch, device, mixed)
+        flops["StudioGAN"] = count_flops(studiogan_iteration(args.studiogan, cfg, classes, batch, device, "fp32"),
+                                         plain)
     peaks: dict[str, float] = {}
     times = measure(contenders, device, args.warmup, args.iterations, peaks)
     rows = []
     for name, ts in times.items():
         seconds = statistics.median(ts)
-        rows.append({"name": name, "batch": batch, "seconds": seconds, "flops": flops[name.split()[0]],
-                     "spread": (min(ts), max(ts)), "peak_gib": peaks.get(name)})
+        rows.append({"name": name, "batch": batch, "seconds": seconds, "mean": statistics.mean(ts),
+                     "flops": flops[name.split()[0]], "spread": (min(ts), max(ts)), "peak_gib": peaks.get(name)})
     return rows
 
 
 def print_table(rows: list[dict], device: torch.device, peak: float | None) -> None:
     head = f"{'contender':<22} {'batch':>5} {'ms/it':>10} {'img/s':>8} {'GFLOP/it':>9} {'GFLOP/s':>8}"
     head += f" {'% bf16 peak':>11}" if peak else ""
-    head += f" {'vs StudioGAN':>12} {'peak GiB':>8}  min..max ms"
+    head += f" {'vs StudioGAN':>12} {'mean ms':>9} {'vs (mean)':>9} {'peak GiB':>8}  min..max ms"
     print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)}, bf16 peak {peak:.0f} TFLOP/s)"
                                   if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
     print(head)
     for r in rows:
         reference = next((q for q in rows if q["batch"] == r["batch"] and q["name"] == "StudioGAN fp32"), None)
-        rate = r["flops"] / r["seconds"] / 1e9
+        rate = None if r["flops"] is None else r["flops"] / r["seconds"] / 1e9
+        flops = "-" if rate is None else f"{r['flops'] / 1e9:.1f}"
         line = (f"{r['name']:<22} {r['batch']:>5} {1e3 * r['seconds']:>10.1f} {r['batch'] / r['seconds']:>8.1f} "
-                f"{r['flops'] / 1e9:>9.1f} {rate:>8.1f}")
+                f"{flops:>9} {'-' if rate is None else f'{rate:.1f}':>8}")
         if peak:
-            line += f" {100 * rate / 1e3 / peak:>10.1f}%"
+            line += f" {'-' if rate is None else f'{100 * rate / 1e3 / peak:.1f}%':>11}"
         ratio = f"{reference['seconds'] / r['seconds']:.3f}x" if reference else "-"
+        mean_ratio = f"{reference['mean'] / r['mean']:.3f}x" if reference else "-"
         mem = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
-        line += f" {ratio:>12} {mem:>8}  {1e3 * r['spread'][0]:.0f}..{1e3 * r['spread'][1]:.0f}"
+        line += (f" {ratio:>12} {1e3 * r['mean']:>9.1f} {mean_ratio:>9} {mem:>8}  "
+                 f"{1e3 * r['spread'][0]:.0f}..{1e3 * r['spread'][1]:.0f}")
         print(line, flush=True)
 
 
@@ -174,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--studiogan-precision", default="fp32", help="comma list of fp32, fp16 (its -mpc)")
     p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, if not in the built-in list")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key of every contender (e.g. smaller widths for a smoke run)")
     args = p.parse_args(argv)
     args.options = args.options.split(",")
     args.studiogan_precision = args.studiogan_precision.split(",")

@@ -56,7 +56,8 @@ class SynthesisBlock(nn.Module):
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str,
                 noise: list[torch.Tensor | None], fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if self.first:
-            x = self.const.to(ws.dtype)[None].expand(ws.shape[0], -1, -1, -1)
+            x = self.const.to(ws.dtype)[None].repeat(ws.shape[0], 1, 1, 1)  # not a view: no-grad views of a
+            # parameter trip module hooks (torch.utils.flop_counter)
         for i, layer in enumerate(self.layers()):
             x = layer(x, ws[:, i], noise_mode, noise[i], fused)
         rgb = full_precision(self.torgb(x, ws[:, self.num_conv], fused))
