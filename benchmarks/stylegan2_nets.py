@@ -5,7 +5,7 @@
 
 The references run as they are, through their plain-PyTorch op paths, their float32 read as float64
 (stylegan2_refs.py). Both codes get the same seeded weights (tests/stylegan2_cases.py: no tensor left at its
-constant init) and the same inputs; then:
+constant init; into condgan through its StudioGAN import) and the same inputs; then:
   (a) G, NVIDIA's and StudioGAN's: class input, constant noise, train and eval mode; truncation (psi 0.7 on the
       first 3 layers, and on all)
   (b) D of both architectures (orig at 32 px, resnet at 64 px) with every head: StudioGAN's D for spd,
@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 from condgan.nets import build_nets  # noqa: E402
+from condgan.studiogan import condgan_keys  # noqa: E402
+from condgan.studiogan import load_studiogan as import_studiogan  # noqa: E402
 from stylegan2_cases import (CASES, HEADS, PHASES, PL_WEIGHT, R1_GAMMA, case_config, d_outputs, inputs,  # noqa: E402
                              phase_strategy, probe, run_phase, seed_)
 from stylegan2_refs import (StyleGAN2Spec, load_nvidia, load_studiogan, nvidia_d_to_studiogan,  # noqa: E402
@@ -63,17 +65,12 @@ def spec(case: dict, cond: str = "spd", aux: str = "none") -> StyleGAN2Spec:
     return StyleGAN2Spec(**case, cond=cond, aux=aux, embed_dim=EMBED)
 
 
-def to_condgan(state: dict[str, torch.Tensor], is_d: bool) -> dict[str, torch.Tensor]:
-    """A reference state dict under condgan's names: no resample filters (a constant there), D heads under heads."""
-    return {(f"heads.{k}" if is_d and not k.startswith("b") else k): v for k, v in state.items()
-            if not k.endswith("resample_filter")}
-
-
 def condgan_pair(case: dict, cond: str, aux: str, g_state: dict, d_state: dict) -> tuple[nn.Module, nn.Module]:
+    """condgan's pair with a StudioGAN-layout state loaded by condgan's own import (condgan.studiogan)."""
     G, D = build_nets(case_config(case, cond, aux), case["num_classes"], 3)
     G, D = G.double(), D.double()
-    G.load_state_dict(to_condgan(g_state, False))
-    D.load_state_dict(to_condgan(d_state, True))
+    import_studiogan(G, g_state, "reference G")
+    import_studiogan(D, d_state, "reference D")
     return G, D
 
 
@@ -142,7 +139,8 @@ def check_phases(rows: Rows, pins: Pins, refs: dict, tag: str, case: dict, seed:
     G, D = condgan_pair(case, "spd", "none", nG.state_dict(), nvidia_d_to_studiogan(nD.state_dict()))
     v = inputs(case, seed)
     strategy = phase_strategy(case, G, D, v)
-    d_name = {k: next(iter(to_condgan(nvidia_d_to_studiogan({k: 0}), True))) for k, _ in nD.named_parameters()}
+    to_condgan = condgan_keys(D)  # StudioGAN key -> condgan's
+    d_name = {k: to_condgan[next(iter(nvidia_d_to_studiogan({k: 0})))] for k, _ in nD.named_parameters()}
     for phase, gain in PHASES:
         ref = nvidia_phase(refs["nvidia"], nG.train(), nD.train(), phase, real_img=v.x, real_c=v.c, gen_z=v.z,
                            gen_c=v.c, r1_gamma=R1_GAMMA, pl_weight=PL_WEIGHT, pl_noise=v.pl_noise, gain=gain)
