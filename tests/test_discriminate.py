@@ -71,7 +71,8 @@ def test_batch_coupled_net_is_detected_and_gets_two_passes():
     assert is_batch_coupled(D) and is_batch_coupled(nn.Identity())  # undeclared counts as coupled
     d_pass = DiscriminatorPass(D, D, Precision("fp32", "cpu"), batch_coupled=True)
     real, fake = d_pass.real_fake(x_real, y, x_fake, y)
-    assert torch.allclose(real.adv, D(x_real, y).adv.float()) and torch.allclose(fake.adv, D(x_fake, y).adv.float())
+    assert torch.allclose(real.adv, D(x_real, y).adv) and torch.allclose(fake.adv, D(x_fake, y).adv)
+    assert real.adv.dtype == torch.float64  # a float64 pass stays float64 (half precision becomes float32)
     joint = D(torch.cat([x_real, x_fake]), torch.cat([y, y])).adv
     assert (joint[:6] - real.adv).abs().max() > 1e-3  # a concatenated pass would have been wrong here
 
@@ -126,7 +127,7 @@ def test_strategy_augments_every_d_input_once(monkeypatch):
     assert aug.seen == [2 * b, b] and len(aug.observed) == 1
 
 
-D_CALLABLES = {"D", "d_synced", "d_unsynced"}  # the modules and wrappers of Models
+D_CALLABLES = {"D", "d_synced", "d_unsynced", "d_eager"}  # the modules and wrappers of Models
 
 
 def d_calls(source: str) -> list[int]:

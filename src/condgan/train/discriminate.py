@@ -78,7 +78,7 @@ class DiscriminatorPass:
                  eager: bool = False) -> DOutput:
         if augment:
             x = self.augmentation(x)
-        synced_d, unsynced_d = self.eager if eager else (self.d_synced, self.d_unsynced)
+        d_synced, d_unsynced = self.eager if eager else (self.d_synced, self.d_unsynced)
         with self.precision.autocast():
-            out = synced_d(x, y) if synced else unsynced_d(x, y)
+            out = d_synced(x, y) if synced else d_unsynced(x, y)
         return out.float()

@@ -85,10 +85,14 @@ class StandardStrategy:
 
     def latents(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share (z [n, z_dim], y [n]) of a global batch of n * world size latents."""
+        z = self.shared_normal(n, (self.cfg.model.z_dim,), device)
         total_n, rows = n * self.world.size, self.world.shard(n * self.world.size)
-        z = torch.randn(total_n, self.cfg.model.z_dim, device=device, generator=self.noise)
-        y = torch.randint(0, self.num_classes, (total_n,), device=device, generator=self.noise)
-        return z[rows], y[rows]
+        return z, torch.randint(0, self.num_classes, (total_n,), device=device, generator=self.noise)[rows]
+
+    def shared_normal(self, n: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """This rank's rows [n, *shape] of N(0, 1) draws [n * world size, *shape] from the latent stream."""
+        total_n, rows = n * self.world.size, self.world.shard(n * self.world.size)
+        return torch.randn(total_n, *shape, device=device, generator=self.noise)[rows]
 
     def fake_inputs(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """This rank's share of a global batch of G's inputs: (z [n, z_dim], y [n], G's keyword inputs)."""

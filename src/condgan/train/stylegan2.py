@@ -55,15 +55,13 @@ class StyleGAN2Strategy(StandardStrategy):
     def fake_inputs(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(z, y, {noise, [mix_z, mix_cutoff]}): this rank's rows of draws made for the global batch."""
         z, y = self.latents(n, device)
-        total, rows = n * self.world.size, self.world.shard(n * self.world.size)
         extras: dict = {}
         if self.cfg.reg.style_mixing:  # NVIDIA's rule: one cutoff in [1, num_ws) per batch, used with probability p
             cutoff = torch.randint(1, self.num_ws, (), device=device, generator=self.noise)
             mixes = torch.rand((), device=device, generator=self.noise) < self.cfg.reg.style_mixing
-            mix_z = torch.randn(total, z.shape[1], device=device, generator=self.noise)[rows]
+            mix_z = self.shared_normal(n, (z.shape[1],), device)
             extras.update(mix_z=mix_z, mix_cutoff=torch.where(mixes, cutoff, torch.full_like(cutoff, self.num_ws)))
-        extras["noise"] = [torch.randn(total, 1, r, r, device=device, generator=self.noise)[rows]
-                           for r in self.noise_sides]
+        extras["noise"] = [self.shared_normal(n, (1, r, r), device) for r in self.noise_sides]
         return z, y, extras
 
     def fakes(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,10 +102,7 @@ class StyleGAN2Strategy(StandardStrategy):
 
     def path_length_noise(self, images: torch.Tensor) -> torch.Tensor:
         """N(0, 1) draws shaped like this rank's images [n, C, H, W], from the global batch's draw."""
-        n = images.shape[0]
-        total, rows = n * self.world.size, self.world.shard(n * self.world.size)
-        draw = torch.randn(total, *images.shape[1:], device=images.device, generator=self.noise)[rows]
-        return draw.to(images.dtype)
+        return self.shared_normal(images.shape[0], tuple(images.shape[1:]), images.device).to(images.dtype)
 
     def d_step(self, step: int) -> dict[str, torch.Tensor]:
         """Dmain on one real batch and fresh fakes, then Dreg on the same reals when due."""
