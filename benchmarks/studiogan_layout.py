@@ -86,6 +86,13 @@ def reference_case(src: Path, case: str) -> dict:
     return record
 
 
+def write_reference(path: Path, doc: dict) -> None:
+    """``doc`` as indented JSON with one line per list of numbers (shapes, outputs): readable key by key, and small."""
+    text = json.dumps(doc, indent=1)
+    text = re.sub(r"\[\s*([-+0-9.eE,\s]+?)\s*\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    path.write_text(text + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--studiogan", required=True, help="a PyTorch-StudioGAN checkout")
@@ -99,10 +106,7 @@ def main() -> int:
     commit = subprocess.run(["git", "-C", args.studiogan, "rev-parse", "HEAD"], capture_output=True, text=True)
     cases = {case: reference_case(src, case) for case in CASES}
     doc = {"studiogan_commit": commit.stdout.strip() or "unknown", "batch": BATCH, "cases": cases}
-    text = json.dumps(doc, indent=1)
-    # one line per list of numbers (shapes, outputs): readable key by key, and small
-    text = re.sub(r"\[\s*([-+0-9.eE,\s]+?)\s*\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    Path(args.out).write_text(text + "\n")
+    write_reference(Path(args.out), doc)
     for case, rec in cases.items():
         print(f"{case:22s} G {len(rec['G']):3d} keys, D {len(rec['D']):3d} keys, "
               f"images sum {rec['G_images']['sum']:+.6f}, D outputs {', '.join(rec['D_outputs'])}")

@@ -14,8 +14,6 @@ and compares. Nothing of StudioGAN is copied; the JSON holds names, shapes and n
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +29,7 @@ from condgan.config import Config  # noqa: E402
 from studiogan_reference import num_classes, probe  # noqa: E402
 from studiogan_stylegan2_reference import (BATCH, CASES, REFERENCE, TRUNCATION, case_config, inputs,  # noqa: E402
                                            stylegan2_state)
+from studiogan_layout import write_reference  # noqa: E402
 from stylegan2_refs import StyleGAN2Spec, load_studiogan, studiogan_pair  # noqa: E402
 
 D_OUTPUTS = ("adv_output", "h", "embed", "proxy", "cls_output", "mi_embed", "mi_proxy", "mi_cls_output")
@@ -79,10 +78,7 @@ def main() -> int:
     cases = {case: reference_case(ns, case) for case in CASES}
     doc = {"studiogan_commit": commit.stdout.strip() or "unknown", "batch": BATCH, "truncation": TRUNCATION,
            "cases": cases}
-    text = json.dumps(doc, indent=1)
-    # one line per list of numbers (shapes, outputs): readable key by key, and small
-    text = re.sub(r"\[\s*([-+0-9.eE,\s]+?)\s*\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    Path(args.out).write_text(text + "\n")
+    write_reference(Path(args.out), doc)
     for case, rec in cases.items():
         print(f"{case:16s} G {len(rec['G']):3d} keys, D {len(rec['D']):3d} keys, "
               f"images sum {rec['G_images']['sum']:+.6f}, D outputs {', '.join(rec['D_outputs'])}")

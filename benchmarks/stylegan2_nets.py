@@ -21,11 +21,8 @@ condgan against it in CI, without the references).
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import torch
@@ -40,6 +37,7 @@ from condgan.studiogan import condgan_keys  # noqa: E402
 from condgan.studiogan import load_studiogan as import_studiogan  # noqa: E402
 from stylegan2_cases import (CASES, HEADS, PHASES, PL_WEIGHT, R1_GAMMA, case_config, d_outputs, inputs,  # noqa: E402
                              phase_strategy, probe, run_phase, seed_)
+from studiogan_layout import write_reference  # noqa: E402
 from stylegan2_refs import (StyleGAN2Spec, load_nvidia, load_studiogan, nvidia_d_to_studiogan,  # noqa: E402
                             nvidia_pair, nvidia_phase, studiogan_pair)
 
@@ -203,9 +201,7 @@ def report(rows: Rows) -> bool:
 def write_pins(path: Path, pins: Pins, args: argparse.Namespace) -> None:
     commits = {name: subprocess.run(["git", "-C", getattr(args, name), "rev-parse", "HEAD"], capture_output=True,
                                     text=True).stdout.strip() or "unknown" for name in ("nvidia", "studiogan")}
-    text = json.dumps({"commits": commits, "seed": args.seed, "cases": pins}, indent=1)
-    text = re.sub(r"\[\s*([-+0-9.eE,\s]+?)\s*\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    path.write_text(text + "\n")
+    write_reference(path, {"commits": commits, "seed": args.seed, "cases": pins})
     print(f"wrote {path}")
 
 

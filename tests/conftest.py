@@ -26,6 +26,22 @@ def tiny_cfg(*overrides: str) -> Config:
     return build_config(load_preset("mnist5k-reacgan"), TINY + list(overrides))
 
 
+def straight_and_resumed(cfg: Config, root: Path, at: int) -> tuple:
+    """(Trainer run straight to train.steps in root/straight, Trainer stopped at step ``at`` in root/resumed and then
+    resumed by a new Trainer to the end): the two a bitwise-resume test compares."""
+    from condgan.train.trainer import Trainer
+
+    straight = Trainer(cfg, root / "straight", progress=False)
+    straight.train()
+    first = Trainer(cfg, root / "resumed", progress=False)
+    first.train(until=at)
+    first.close()  # a run dir has one owner at a time
+    second = Trainer(cfg, root / "resumed", progress=False)
+    assert second.step == at and second.resumed_from is not None
+    second.train()
+    return straight, second
+
+
 def tiny_train_args(out: Path, *overrides: str) -> list[str]:
     """``condgan train`` arguments for the tiny demo preset into ``out`` (no progress bar, no final report)."""
     return ["train", "--preset", "mnist5k-reacgan", "--out", str(out), "--no-progress", "--no-eval"] + [

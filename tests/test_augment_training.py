@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_main, tiny_cfg, tiny_train_args
+from conftest import run_main, straight_and_resumed, tiny_cfg, tiny_train_args
 from condgan.augment.training import AdaptiveAugmentation, build_augmentation
 from condgan.config import AugConfig, ConfigError
 from condgan.data import load_dataset
@@ -93,14 +93,7 @@ def test_build_augmentation_picks_the_configured_kind():
                                  ["aug.ada=bgc", "aug.ada_p=0.5", "aug.ada_kimg=1", "aug.ada_interval=2"]])
 def test_resume_is_bitwise_exact_with_augmentation(tmp_path, aug):
     cfg = tiny_cfg("train.steps=6", "train.ckpt_every=3", "train.n_dis=2", *aug)
-    straight = Trainer(cfg, tmp_path / "straight", progress=False)
-    straight.train()
-    first = Trainer(cfg, tmp_path / "resumed", progress=False)
-    first.train(until=3)
-    first.close()
-    second = Trainer(cfg, tmp_path / "resumed", progress=False)
-    assert second.step == 3
-    second.train()
+    straight, second = straight_and_resumed(cfg, tmp_path, 3)
     for a, b in ((straight.run.ema.shadow, second.run.ema.shadow), (straight.run.models.D, second.run.models.D)):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -169,7 +169,7 @@ def test_an_imported_generator_starts_a_run_whose_d_is_fresh(tmp_path, capsys):
     assert "holds no discriminator (an import of generators only): D starts fresh" in err
     state = ckpt.load(ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")[-1])
     assert state["init_from"]["imported_from"] == "PyTorch-StudioGAN" and not state["init_from"]["d_from_source"]
-    assert state["init_from"]["step"] == 4321
+    assert state["init_from"]["step"] == 4321 and state["init_from"]["config_sha256"] == config_hash(imported["config"])
 
 
 def _hostile(tmp: Path, kind: str, source: Path, sg2_source: Path) -> list[str]:

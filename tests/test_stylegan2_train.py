@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import STYLEGAN2, tiny_cfg
+from conftest import STYLEGAN2, straight_and_resumed, tiny_cfg
 
 from condgan.config import ConfigError
 from condgan.train.build import adam_settings
@@ -34,16 +34,8 @@ def _states(t: Trainer) -> dict[str, torch.Tensor]:
 
 def test_resume_is_bitwise_exact_through_the_lazy_intervals(tmp_path):
     """3 + 3 steps resumed equal 6 straight, with the intervals (2) out of phase with the checkpoint (3)."""
-    cfg = tiny_cfg(*LAZY, "train.steps=6", "train.ckpt_every=3")
-    straight = Trainer(cfg, tmp_path / "straight", progress=False)
-    straight.train()
-    first = Trainer(cfg, tmp_path / "resumed", progress=False)
-    first.train(until=3)
-    first.close()
-    second = Trainer(cfg, tmp_path / "resumed", progress=False)
-    assert second.step == 3
-    second.train()
-    a, b = _states(straight), _states(second)
+    straight, resumed = straight_and_resumed(tiny_cfg(*LAZY, "train.steps=6", "train.ckpt_every=3"), tmp_path, 3)
+    a, b = _states(straight), _states(resumed)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import tiny_cfg, tiny_train_args
+from conftest import straight_and_resumed, tiny_cfg, tiny_train_args
 
 from condgan.config import ConfigError
 from condgan.train import checkpoint as ckpt
@@ -36,15 +36,7 @@ BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "model.z_dim=20", "model.
 def test_resume_is_bitwise_exact(tmp_path, n_dis, sets):
     n = 3
     cfg = tiny_cfg(f"train.steps={2 * n}", f"train.ckpt_every={n}", f"train.n_dis={n_dis}", "data.hflip=true", *sets)
-    straight = Trainer(cfg, tmp_path / "straight", progress=False)
-    straight.train()
-
-    first = Trainer(cfg, tmp_path / "resumed", progress=False)
-    first.train(until=n)
-    first.close()  # a run dir has one owner at a time
-    second = Trainer(cfg, tmp_path / "resumed", progress=False)
-    assert second.step == n and second.resumed_from is not None
-    second.train()
+    straight, second = straight_and_resumed(cfg, tmp_path, n)
     assert second.step == 2 * n
     assert_bitwise_equal(ema_state(straight), ema_state(second))
     assert_bitwise_equal(straight.run.models.D.state_dict(), second.run.models.D.state_dict())
