@@ -124,7 +124,8 @@ def _train_two_steps(name: str, tree: dict, tmp_path, data_roots: dict, nets: li
     small = ["train.steps=2", "train.ckpt_every=2", "train.log_every=1", "train.sample_every=2", "eval.every=0",
              "optim.lr_decay_start=0"]
     paper_data = _paper_data(tree, data_roots)
-    small += ([*paper_data, "data.download=false", "train.batch_size=4", "train.n_dis=1"]
+    batch = 2 if _resolution(tree) >= 512 else 4  # 512 px: ADA's warp works on 6x the image side, per sample
+    small += ([*paper_data, "data.download=false", f"train.batch_size={batch}", "train.n_dis=1"]
               if paper_data else ["train.batch_size=8"])
     cfg = build_config(tree, small + nets)
     assert cfg.reproduces, f"preset {name} does not say which paper row it reproduces"

@@ -15,7 +15,7 @@ from condgan.train.trainer import Trainer
 # mixing, ADA's adaptive p, the EMA in images with its ramp
 LAZY = [*STYLEGAN2, "reg.r1=0.1", "reg.r1_interval=2", "reg.r1_own_step=true", "reg.pl_weight=1", "reg.pl_interval=2",
         "reg.style_mixing=0.5", "aug.ada=bgc", "aug.ada_p=0.2", "aug.ada_interval=1", "aug.ada_kimg=1",
-        "train.ema_kimg=0.1", "train.ema_rampup=0.05", "train.n_dis=2"]
+        "train.ema_kimg=0.1", "train.ema_rampup=0.05", "train.ema_start=0", "train.n_dis=2"]
 
 
 def _states(t: Trainer) -> dict[str, torch.Tensor]:
@@ -108,6 +108,7 @@ def test_fast_path_options_train(tmp_path, speed):
     ([*STYLEGAN2, "model.conv_clamp=-1"], "model.conv_clamp"),
     ([*STYLEGAN2, "train.ema_rampup=0.05"], "train.ema_rampup"),
     ([*STYLEGAN2, "train.ema_kimg=0"], "train.ema_kimg"),
+    ([*STYLEGAN2, "train.ema_kimg=10", "train.ema_start=100"], "train.ema_start"),
     ([*STYLEGAN2, "loss.cond=ac", "loss.feature_clip=1"], "loss.feature_clip"),
     ([*STYLEGAN2, "data.resolution=16"], "data.resolution"),
 ])

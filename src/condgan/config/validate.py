@@ -212,6 +212,9 @@ def _validate_stylegan2(cfg: Config) -> None:
                           f"train.batch_size {t.batch_size} for the path-length step")
     if t.ema_kimg is not None and not t.ema_kimg > 0:
         raise ConfigError(f"config key 'train.ema_kimg' must be positive or null; got {t.ema_kimg}")
+    if t.ema_kimg is not None and t.ema_start:
+        raise ConfigError(f"config key 'train.ema_start' ({t.ema_start}) belongs to train.ema_decay's EMA; with "
+                          f"train.ema_kimg the ramp is train.ema_rampup: set ema_start to 0")
     if t.ema_rampup is not None and (t.ema_kimg is None or not t.ema_rampup > 0):
         raise ConfigError(f"config key 'train.ema_rampup' must be positive and needs train.ema_kimg; got "
                           f"{t.ema_rampup} with ema_kimg={t.ema_kimg}")
