@@ -9,7 +9,7 @@ from PIL import Image
 
 from condgan.config import build_config
 from condgan.data.prepared import prepare
-from condgan.nets import BigGANDiscriminator, BigGANGenerator, count_parameters
+from condgan.nets import BigGANDiscriminator, BigGANGenerator, build_nets, count_parameters
 from condgan.presets import load_preset
 from condgan.train import checkpoint as ckpt
 from condgan.train.trainer import Trainer
@@ -182,6 +182,25 @@ REFERENCE_COUNTS = {"cub200-reacgan": (49_226_404, 61_551_026), "imagenet128-rea
                     "imagenet128-biggan": (70_433_988, 87_982_370), "imagenet128-sngan": (41_996_931, 39_443_137),
                     "imagenet128-sagan": (42_017_412, 39_448_258),
                     "tiny-reacgan": (17_322_404 + 100 * 128, 31_601_330 + 100 * 768)}
+# ../DESIGN.md 8a: NVIDIA's and StudioGAN's StyleGAN2 (benchmarks/stylegan2_refs.py builds the same counts from both)
+STYLEGAN2_COUNTS = {"cifar10-stylegan2": (20_215_315, 23_089_664), "cifar10-stylegan2-d2dce": (20_215_315, 21_251_585),
+                    "cifar10-stylegan2-ada": (20_215_315, 23_089_664),
+                    "cifar10-stylegan2-d2dce-ada": (20_215_315, 21_251_585),
+                    "cifar10-stylegan2-d2dce-diffaug-tuning": (20_215_315, 21_251_585),
+                    "afhq512-stylegan2-ada": (30_540_775, 31_348_288),
+                    "afhq512-stylegan2-d2dce-ada": (30_540_775, 30_561_857)}
+REFERENCE_COUNTS.update(STYLEGAN2_COUNTS)
+
+
+@pytest.mark.parametrize("name", sorted(STYLEGAN2_COUNTS))
+def test_stylegan2_presets_have_the_references_parameter_counts(name):
+    """The full-width nets, built on the meta device (no memory, no time), count what the references count."""
+    from condgan.data.registry import KNOWN_SHAPES
+
+    cfg = build_config(load_preset(name))
+    with torch.device("meta"):
+        G, D = build_nets(cfg, *KNOWN_SHAPES[cfg.data.name])
+    assert (count_parameters(G), count_parameters(D)) == STYLEGAN2_COUNTS[name]
 
 
 @pytest.mark.slow
