@@ -3,6 +3,7 @@ seeded noise, and one-line errors for every flag that does not fit the checkpoin
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -127,6 +128,17 @@ def test_eval_samples_draw_seeded_noise_and_leave_the_global_rng_alone(loaded):
             z = torch.randn(y.shape[0], info.z_dim, generator=gen)
             noise = [torch.randn(y.shape[0], 1, r, r, generator=noise_gen) for r in G.synthesis.noise_resolutions()]
             assert torch.equal(batch, to_uint8(G(z, y, noise=noise)))
+
+
+def test_cli_eval_scores_a_stylegan2_run_reproducibly(run, capsys):
+    """condgan eval on a StyleGAN2 run: its noise maps come from the seed, so two evaluations give one FID."""
+    args = ["eval", str(run), "--metrics", "fid", "--num", "40", "--no-progress"]
+    fids = []
+    for _ in range(2):
+        code, _, err = run_main(capsys, *args)
+        assert code == 0, err
+        fids.append(json.loads((run / "eval.json").read_text())["metrics"]["fid"])
+    assert fids[0] == fids[1] and np.isfinite(fids[0])
 
 
 # ---------------------------------------------------------------------------- condgan sample
