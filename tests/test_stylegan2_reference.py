@@ -46,7 +46,10 @@ def test_generator_equals_the_references(tag):
         G.train(name.startswith("G train"))
         psi = 0.7 if "psi" in name else 1.0
         cutoff = 3 if "cutoff 3" in name else None
-        _close(G(v.z, v.y, truncation=psi, truncation_cutoff=cutoff, noise_mode="const"), probe, f"{tag} {name}")
+        for fused in (None, True):  # the default form, and the grouped convolution (NVIDIA's sampling on a GPU)
+            G.fused_modconv = fused
+            images = G(v.z, v.y, truncation=psi, truncation_cutoff=cutoff, noise_mode="const")
+            _close(images, probe, f"{tag} {name}, fused_modconv {fused}")
     assert len(ref) == 4  # train; eval; eval truncated on 3 layers and on all
 
 

@@ -107,8 +107,8 @@ class StyleGAN2Generator(nn.Module):
           themselves, [N, 1, r, r] per layer in :meth:`noise_resolutions` order (training draws them)
       mix_z, mix_cutoff: style mixing, layers from ``mix_cutoff`` on take the w of latents ``mix_z``
       return_ws: also return ws [N, num_ws, w_dim] (path-length regularisation differentiates by it)
-    Sampling in eval mode uses one grouped convolution per layer when ``fused_modconv`` (default: in eval mode
-    with at most 4 samples, where it is the faster form on a CPU).
+    Sampling uses one grouped convolution per layer when ``fused_modconv`` (None, the default: NVIDIA's rule on a
+    GPU, eval mode in float32 or for one sample; never on a CPU, where the shared convolution measured faster).
     """
 
     def __init__(self, z_dim: int = 512, num_classes: int = 10, w_dim: int = 512, resolution: int = 32,
@@ -163,8 +163,9 @@ class StyleGAN2Generator(nn.Module):
         """Images [N, img_channels, R, R] of per-layer latents ws [N, num_ws, w_dim] (noise as in forward), with
         the convolution form ``fused_modconv`` picks."""
         fused = self.fused_modconv
-        if fused is None:
-            fused = not self.training and ws.shape[0] <= 4
+        if fused is None:  # NVIDIA's rule on a GPU; on a CPU the shared convolution was faster at every batch
+            half = torch.is_autocast_enabled(ws.device.type) or ws.dtype in (torch.float16, torch.bfloat16)
+            fused = not self.training and ws.device.type == "cuda" and (not half or ws.shape[0] == 1)
         return self.synthesis(ws, noise_mode, noise, fused)
 
 
