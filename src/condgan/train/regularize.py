@@ -55,7 +55,6 @@ class Regularizers:
         self.mh = cfg.loss.cond == "mh"
         self.ema_real: torch.Tensor | None = None  # LeCam EMAs of D's mean adversarial output
         self.ema_fake: torch.Tensor | None = None
-        self.r1_in_loss = not cfg.reg.r1_own_step
 
     # -- discriminator ------------------------------------------------------------------------------
     def d_terms(self, d_pass: DiscriminatorPass, G: nn.Module, step: int, x_real: torch.Tensor,
@@ -73,7 +72,7 @@ class Regularizers:
             perturbed = dragan_perturb(x_real, torch.rand_like(x_real))
             terms["d_dra"] = (self._penalty(d_pass, interpolate(perturbed, x_real, alpha), y_real, gradient_penalty),
                               r.dra)
-        if r.r1 and self.r1_in_loss and d_index % r.r1_interval == 0:
+        if r.r1 and not r.r1_own_step and d_index % r.r1_interval == 0:
             terms["d_r1"] = (self.r1(d_pass, x_real, y_real), r.r1 / 2 * r.r1_interval)
         def own_transform(x: torch.Tensor, y: torch.Tensor) -> DOutput:  # the consistency terms' second pass
             return d_pass(x, y, augment=False)
@@ -102,15 +101,15 @@ class Regularizers:
 
         ``synced``: a pass whose loss alone updates D (a separate R1 step); every D output then joins the loss
         with weight 0 (as StudioGAN's enable_allreduce), so that DDP sees a gradient for every parameter."""
-        x = x_real.detach().requires_grad_(True)
-        out = d_pass(x, y_real, synced=synced, eager=True)
-        untouched = sum(v.sum() * 0 for v in vars(out).values() if isinstance(v, torch.Tensor) and v.requires_grad)
-        return r1_penalty(out.adv, x) + (untouched if synced else 0)
+        return self._penalty(d_pass, x_real, y_real, r1_penalty, synced)
 
     @staticmethod
-    def _penalty(d_pass: DiscriminatorPass, x: torch.Tensor, y: torch.Tensor, fn) -> torch.Tensor:
+    def _penalty(d_pass: DiscriminatorPass, x: torch.Tensor, y: torch.Tensor, fn, synced: bool = False) -> torch.Tensor:
+        """fn(D's adversarial outputs, x) on the eager D (the penalty differentiates an input gradient)."""
         x = x.detach().requires_grad_(True)
-        return fn(d_pass(x, y, eager=True).adv, x)
+        out = d_pass(x, y, synced=synced, eager=True)
+        untouched = sum(v.sum() * 0 for v in vars(out).values() if isinstance(v, torch.Tensor) and v.requires_grad)
+        return fn(out.adv, x) + (untouched if synced else 0)
 
     def _update_lecam(self, step: int, real_mean: torch.Tensor, fake_mean: torch.Tensor) -> None:
         decay = self.reg.lecam_decay if step >= self.reg.lecam_start else 0.0
