@@ -91,7 +91,7 @@ def test_eval_refuses_a_generator_with_nonfinite_weights(tmp_path, capsys, monke
     key = next(k for k in state["G_ema"] if k.endswith("running_var"))
     state["G_ema"][key][0] = float("inf")
     torch.save(state, path)
-    monkeypatch.setattr("condgan.eval_cli.Evaluator", lambda *a, **k: pytest.fail("computed before refusing"))
+    monkeypatch.setattr("condgan.cli.eval.Evaluator", lambda *a, **k: pytest.fail("computed before refusing"))
     code, _, err = run_main(capsys, "eval", str(run), "--no-progress", "--metrics", "fid")
     assert code == 2
     one_line_error(err, f"G_ema.{key}", "NaN or infinity")
@@ -295,7 +295,7 @@ def test_read_only_run_dir_is_one_line(tmp_path, capsys, monkeypatch, where):
 
     monkeypatch.setattr("tempfile.mkstemp", read_only)
     if where == "eval":
-        monkeypatch.setattr("condgan.eval_cli.Evaluator", lambda *a, **k: pytest.fail("computed before failing"))
+        monkeypatch.setattr("condgan.cli.eval.Evaluator", lambda *a, **k: pytest.fail("computed before failing"))
         code, _, err = run_main(capsys, "eval", str(run), "--no-progress")
         one_line_error(err, "Read-only file system", str(run / "eval.json"))
     else:

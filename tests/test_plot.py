@@ -6,7 +6,7 @@ import json
 from PIL import Image
 
 from conftest import run_main
-from condgan.plot_cli import families, split_records
+from condgan.cli.plot import families, split_records
 
 
 def _log(run, lines: list[str]) -> None:

@@ -183,7 +183,7 @@ def _args(**kw):
 
 def test_interpolation_rows_start_and_end_at_the_plain_samples(run):
     import condgan
-    from condgan.sample_cli import picture
+    from condgan.cli.sample import picture
 
     G, info = condgan.load_generator(run)
     # the end latents / class weights are exactly the plain ones (test above); the images agree to float32

@@ -17,7 +17,7 @@ from condgan.cli import main
 from condgan.data import to_uint8
 from condgan.metrics.generate import NOISE_STREAM, generated_batches
 from condgan.nets.stylegan2 import StyleGAN2Generator
-from condgan.sample_cli import picture
+from condgan.cli.sample import picture
 from condgan.style_sampling import StyleSampler, class_centers, mixed_ws, synthesize, truncated_ws
 from condgan.train.trainer import Trainer
 

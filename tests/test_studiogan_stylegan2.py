@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from condgan import load_generator
 from condgan.config import build_config
-from condgan.import_cli import class_count
+from condgan.cli.import_studiogan import class_count
 from condgan.nets import build_nets
 from condgan.presets import load_preset
 from condgan.studiogan import (StudioGANError, condgan_keys, load_studiogan, resample_filter, stylegan2_resolution,

@@ -1,4 +1,4 @@
-"""Command line: ``condgan`` train, eval, sample, plot, prepare, presets, reproduce and config."""
+"""Command line: the parser, ``condgan`` train, eval, sample, plot, prepare, presets, reproduce and config."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from .config import Config, ConfigError, build_config, load_yaml, to_yaml
-from . import __version__
-from .presets import DEFAULT_PRESET, list_presets, load_preset, with_base
+from ..config import Config, ConfigError, build_config, load_yaml, to_yaml
+from .. import __version__
+from ..presets import DEFAULT_PRESET, list_presets, load_preset, with_base
 
 
 
@@ -28,8 +28,8 @@ def resolve_config(preset: str | None, config_file: str | None, overrides: list[
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .devices import parse_device
+    from .. import distributed
+    from ..devices import parse_device
 
     cfg = resolve_config(args.preset, args.config, args.set)
     device = parse_device(args.device)
@@ -46,7 +46,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(cfg: Config, args: argparse.Namespace, device, is_main: bool) -> int:
-    from .train.trainer import Trainer
+    from ..train.trainer import Trainer
 
     with Trainer(cfg, args.out, device=device, progress=not args.no_progress,
                  log_lines=args.no_progress) as trainer:  # owns the run dir
@@ -62,9 +62,9 @@ def _train(cfg: Config, args: argparse.Namespace, device, is_main: bool) -> int:
 
 
 def _final_report(trainer, args: argparse.Namespace) -> None:
-    from .files import write_text_atomic
-    from .metrics.evaluate import CLASSIFIER_SCALE, at_classifier_scale
-    from .metrics.report import final_report
+    from ..files import write_text_atomic
+    from ..metrics.evaluate import CLASSIFIER_SCALE, at_classifier_scale
+    from ..metrics.report import final_report
 
     data = trainer.run.dataset
     if not at_classifier_scale(data):  # training a classifier on ImageNet would take hours
@@ -91,11 +91,11 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         return 0
     cfg = build_config(load_preset(args.show), args.set)
     print(to_yaml(cfg), end="")
-    from .data.registry import KNOWN_SHAPES
+    from ..data.registry import KNOWN_SHAPES
 
     shape = KNOWN_SHAPES.get(cfg.data.name)
     if shape:
-        from .nets import build_nets, count_parameters
+        from ..nets import build_nets, count_parameters
 
         g, d = build_nets(cfg, *shape)
         print(f"# parameters: G {count_parameters(g):,}  D {count_parameters(d):,}  "
@@ -104,7 +104,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_keys(args: argparse.Namespace) -> int:
-    from .config.docs import key_docs
+    from ..config.docs import key_docs
 
     docs = [d for d in key_docs() if d.key.startswith(args.prefix)]
     if not docs:
@@ -162,12 +162,12 @@ def make_parser() -> argparse.ArgumentParser:
     k.add_argument("prefix", nargs="?", default="", help="only keys starting with this (e.g. loss.)")
     k.set_defaults(func=_cmd_config_keys)
 
-    from .eval_cli import add_parser as add_eval_parser
-    from .import_cli import add_parser as add_import_parser
-    from .prepare_cli import add_parser as add_prepare_parser
-    from .reproduce_cli import add_parser as add_reproduce_parser
-    from .plot_cli import add_parser as add_plot_parser
-    from .sample_cli import add_parser as add_sample_parser
+    from .eval import add_parser as add_eval_parser
+    from .import_studiogan import add_parser as add_import_parser
+    from .prepare import add_parser as add_prepare_parser
+    from .reproduce import add_parser as add_reproduce_parser
+    from .plot import add_parser as add_plot_parser
+    from .sample import add_parser as add_sample_parser
 
     add_eval_parser(sub)
     add_prepare_parser(sub)
@@ -179,11 +179,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .metrics.errors import EvalError
-    from .notices import print_warnings_as_lines
-    from .train.checkpoint import CheckpointError
-    from .train.trainer import TrainingDiverged
+    from ..data import DataError
+    from ..metrics.errors import EvalError
+    from ..notices import print_warnings_as_lines
+    from ..train.checkpoint import CheckpointError
+    from ..train.trainer import TrainingDiverged
 
     print_warnings_as_lines()
     args = make_parser().parse_args(argv)

@@ -26,12 +26,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .files import PendingFile
-from .generator import GeneratorInfo, load_generator, standing_statistics
-from .metrics.errors import EvalError
-from .metrics.generate import generated_batches, truncated_normal
-from .sample import class_grid, grid_classes, in_chunks, lerp, mix_rows, row_names, save_grid, slerp, w_walk
-from .style_sampling import CENTER_SAMPLES, CENTERS, NOISE_MODES, StyleSampler, is_stylegan2
+from ..files import PendingFile
+from ..generator import GeneratorInfo, load_generator, standing_statistics
+from ..metrics.errors import EvalError
+from ..metrics.generate import generated_batches, truncated_normal
+from ..sample import class_grid, grid_classes, in_chunks, lerp, mix_rows, row_names, save_grid, slerp, w_walk
+from ..style_sampling import CENTER_SAMPLES, CENTERS, NOISE_MODES, StyleSampler, is_stylegan2
 
 FORMATS = ("png", "npz")
 INTERPOLATIONS = ("latent", "class", "w", "mix")
@@ -150,7 +150,7 @@ def picture(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namespace,
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from .devices import parse_device
+    from ..devices import parse_device
 
     out = Path(args.out)
     if args.per_class < 1 or args.batch_size < 1 or not 0 <= args.seed < 2**63:

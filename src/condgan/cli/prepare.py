@@ -5,13 +5,13 @@ import argparse
 import os
 import shlex
 
-from .data.readers import READERS
-from .data.store import DEFAULT_RESIZER, RESIZERS
+from ..data.readers import READERS
+from ..data.store import DEFAULT_RESIZER, RESIZERS
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from .data.base import DataError, check_resolution
-    from .data.prepared import prepare
+    from ..data.base import DataError, check_resolution
+    from ..data.prepared import prepare
 
     check_resolution(args.resolution)
     if args.workers < 0:

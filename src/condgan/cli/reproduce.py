@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import ConfigError
+from ..config import ConfigError
 
 
 def _seeds(text: str) -> list[int]:
@@ -18,7 +18,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import TABLES, describe, get_table, run
+    from ..reproduce import TABLES, describe, get_table, run
 
     if args.table is None:
         width = max(map(len, TABLES))

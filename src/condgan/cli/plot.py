@@ -11,8 +11,8 @@ import argparse
 import math
 from pathlib import Path
 
-from .files import read_records
-from .metrics.errors import EvalError
+from ..files import read_records
+from ..metrics.errors import EvalError
 
 DIAGNOSTICS = ("d_feat_norm", "d_head_grad_norm", "d_cond_grad_norm", "d_p_target")
 
@@ -55,7 +55,7 @@ def draw(name: str, panels: dict[str, tuple[list[int], list[float]]], path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import PendingFile
+    from ..files import PendingFile
 
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, ConfigError, to_dict, to_yaml
-from .data.registry import KNOWN_SHAPES
-from .files import save_atomic, write_text_atomic
-from .generator import generator_record
-from .studiogan import BACKBONES, StudioGANError, load_studiogan
-from .train import checkpoint as ckpt
+from ..config import Config, ConfigError, to_dict, to_yaml
+from ..data.registry import KNOWN_SHAPES
+from ..files import save_atomic, write_text_atomic
+from ..generator import generator_record
+from ..studiogan import BACKBONES, StudioGANError, load_studiogan
+from ..train import checkpoint as ckpt
 
 _FILE = re.compile(r"^model=(G|G_ema|D)-(best|current)-weights-step=(\d+)\.pth$")
 # numpy scalars StudioGAN keeps beside the weights (best FID, augmentation p): allowed, nothing else
@@ -103,8 +103,8 @@ def class_count(cfg: Config, generator: dict[str, torch.Tensor], given: int | No
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from .cli import resolve_config
-    from .nets import build_nets
+    from .main import resolve_config
+    from ..nets import build_nets
 
     if not (args.preset or args.config):
         raise ConfigError("give --preset (or --config): the condgan network the StudioGAN model is")

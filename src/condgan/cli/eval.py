@@ -11,15 +11,15 @@ from pathlib import Path
 
 import torch
 
-from .data.registry import reference_split
-from .files import PendingFile
-from .generator import build_generator, checkpoint_config, find_checkpoint, standing_statistics
-from .metrics.backbones import BACKBONES
-from .metrics.errors import EvalError
-from .metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
-from .metrics.suite import parse_metrics
-from .sample_cli import add_standing_stats_argument, check_standing_stats
-from .train import checkpoint as ckpt
+from ..data.registry import reference_split
+from ..files import PendingFile
+from ..generator import build_generator, checkpoint_config, find_checkpoint, standing_statistics
+from ..metrics.backbones import BACKBONES
+from ..metrics.errors import EvalError
+from ..metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
+from ..metrics.suite import parse_metrics
+from .sample import add_standing_stats_argument, check_standing_stats
+from ..train import checkpoint as ckpt
 
 
 def resolve_target(target: str) -> tuple[Path, Path]:
@@ -31,7 +31,7 @@ def resolve_target(target: str) -> tuple[Path, Path]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .devices import parse_device
+    from ..devices import parse_device
 
     device = parse_device(args.device)
     _check_counts(args)
