@@ -13,8 +13,9 @@ import json
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 import torch
 
@@ -63,11 +64,13 @@ class PendingFile:
         self._live = True  # the temp file is ours until it is renamed or removed
         self.tmp = Path(tmp)
 
-    def commit(self, write: Callable[[IO[bytes]], None]) -> Path:
+    def commit(self, write: Callable[[IO[bytes]], None], replace: bool = True) -> Path:
         """Write the contents with ``write(binary_file)``, fsync, set permissions, rename over the target.
 
-        A failed write (disk full, file too large) raises the OSError itself, even where the writer (as
-        torch.save does) reports it as another exception.
+        ``replace=False`` creates the target exclusively instead: FileExistsError (naming it) when a file
+        appeared there meanwhile (another process's output is never replaced). A failed write (disk full,
+        file too large) raises the OSError itself, even where the writer (as torch.save does) reports it as
+        another exception.
         """
         try:
             with os.fdopen(self._take_fd(), "wb") as f:
@@ -81,7 +84,11 @@ class PendingFile:
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(self.tmp, 0o666 & ~_umask())
-            os.replace(self.tmp, self.path)
+            if replace:
+                os.replace(self.tmp, self.path)
+            else:
+                _link_exclusive(self.tmp, self.path)
+                self.tmp.unlink()
             self._live = False
         except OSError as e:
             self.discard()
@@ -92,8 +99,8 @@ class PendingFile:
         _fsync_dir(self.path.parent)
         return self.path
 
-    def commit_text(self, text: str) -> Path:
-        return self.commit(lambda f: f.write(text.encode()))
+    def commit_text(self, text: str, replace: bool = True) -> Path:
+        return self.commit(lambda f: f.write(text.encode()), replace=replace)
 
     def discard(self) -> None:
         """Remove the temp file (ours alone) if it is still there."""
@@ -114,6 +121,20 @@ class PendingFile:
 
     def __exit__(self, *exc: object) -> None:
         self.discard()
+
+
+def _link_exclusive(src: Path, dst: Path) -> None:
+    """Give the finished ``src`` the name ``dst`` only if nothing has it: a hard link fails with EEXIST
+    atomically. Where the file system has no hard links, an exclusive open claims the name first."""
+    try:
+        os.link(src, dst)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    os.close(fd)
+    os.replace(src, dst)
 
 
 class _ErrorKeepingWriter:
@@ -199,6 +220,27 @@ def try_lock(fd: int) -> bool:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
         raise
+
+
+@contextmanager
+def held_lock(path: str | Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``path`` (a lock file, created; a planted link is not followed) for the
+    block, waiting for another holder: for a short read-modify-write (``eval.json``'s history)."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        raise _naming(e, Path(path)) from None
+    try:
+        try:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except ImportError:  # Windows: msvcrt's LK_LOCK retries for about ten seconds
+            import msvcrt
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        yield
+    finally:
+        os.close(fd)
 
 
 class LockHeld(Exception):
