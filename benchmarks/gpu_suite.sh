@@ -3,7 +3,7 @@
 # prints tables, and keeps the whole log in $OUT/gpu_suite.log where $OUT is set, as the device tool sets it).
 #
 #   bash benchmarks/gpu_suite.sh                           # on the GPU machine: python3 there holds torch
-#   REDUCED=1 bash benchmarks/gpu_suite.sh                 # smoke run on a CPU: tiny sizes, a few minutes
+#   REDUCED=1 bash benchmarks/gpu_suite.sh                 # smoke run on a CPU: tiny sizes (CI runs it)
 #   STUDIOGAN=/path/to/PyTorch-StudioGAN bash benchmarks/gpu_suite.sh   # also StudioGAN's iteration beside ours
 #
 # From the device tool: run(command="bash benchmarks/gpu_suite.sh", timeout_s=540). Sections run one after
@@ -23,14 +23,17 @@ LOG=${OUT:-/tmp}/gpu_suite.log
 : > "$LOG"
 status=0
 
-if [ -n "${REDUCED:-}" ]; then
+if [ -n "${REDUCED:-}" ]; then  # every section at its smallest: tiny widths, one iteration (CI runs this)
     DEVICE=cpu
-    CIFAR=(--batches 8 --options fp32 --warmup 1 --iterations 1)
-    ROW128=(--batches 2 --options fp32 --warmup 1 --iterations 1)
-    STYLE=(--batches 8 --options fp32 --warmup 1 --iterations 1 --set model.channel_max=64)
-    DATA=(--images 1000 --batches 4 --time-batch 1)
-    METRICS=(--n 2000 --dim 256 --repeats 1)
-    LIMIT=900
+    TINY=(--set model.g_width=8 --set model.d_width=8)
+    CIFAR=(--batches 4 --options fp32 --warmup 1 --iterations 1 "${TINY[@]}")
+    ROW128=(--batches 2 --options fp32 --warmup 1 --iterations 1 "${TINY[@]}" --set model.embed_dim=16
+            --set model.z_dim=24)
+    STYLE=(--batches 4 --options fp32 --warmup 1 --iterations 1 --set model.channel_max=8 --set model.mbstd_group=4
+           --set model.z_dim=16 --set model.w_dim=16 --set model.embed_dim=8)
+    DATA=(--images 48 --resolutions 64 --batches 2 --iter-ms 64=100)
+    METRICS=(--n 300 --dim 16 --repeats 1)
+    LIMIT=300
 else
     DEVICE=cuda
     CIFAR=(--batches 128 --options fp32,fp32_fast,bf16,fast --warmup 3 --iterations 10)

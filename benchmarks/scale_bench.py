@@ -37,9 +37,10 @@ from condgan.train.build import advance, build_run  # noqa: E402
 from condgan.train.precision import Precision  # noqa: E402
 from paper_rows import ROWS, row_config  # noqa: E402
 
-def saved_bytes_per_backward(name: str, batch: int, precision: str) -> tuple[list[tuple[str, int]], object]:
+def saved_bytes_per_backward(name: str, batch: int, precision: str,
+                             sets: list[str] = ()) -> tuple[list[tuple[str, int]], object]:
     """[(net, bytes autograd held for that backward)] over one training iteration, and the run."""
-    cfg, classes = row_config(name, [f"train.batch_size={batch}", f"speed.precision={precision}"])
+    cfg, classes = row_config(name, [f"train.batch_size={batch}", f"speed.precision={precision}", *sets])
     n = batch * cfg.train.n_dis * 2
     images = torch.randint(0, 256, (n, 3, cfg.data.resolution, cfg.data.resolution), dtype=torch.uint8)
     run = build_run(cfg, torch.device("cpu"), dataset=make_dataset(images, torch.arange(n) % classes, classes, "x"))
@@ -69,7 +70,7 @@ def saved_bytes_per_backward(name: str, batch: int, precision: str) -> tuple[lis
     return records, run
 
 
-def memory_table(names: list[str], batches: list[int]) -> None:
+def memory_table(names: list[str], batches: list[int], sets: list[str] = ()) -> None:
     gib = 2 ** 30
     print(f"{'row':<26} {'G params':>11} {'D params':>11} {'state GiB':>9} {'prec':>5} {'act MiB/img':>11} "
           f"{'batch':>5} {'act GiB':>8} {'total GiB':>9}  row")
@@ -77,7 +78,7 @@ def memory_table(names: list[str], batches: list[int]) -> None:
         for precision in ("fp32", "bf16"):
             per_batch, run = {}, None
             for b in batches:
-                records, run = saved_bytes_per_backward(name, b, precision)
+                records, run = saved_bytes_per_backward(name, b, precision, sets)
                 per_batch[b] = max(byte for _, byte in records)
             slope = (per_batch[batches[1]] - per_batch[batches[0]]) / (batches[1] - batches[0])
             base = per_batch[batches[0]] - slope * batches[0]
@@ -142,14 +143,18 @@ def main() -> None:
                    help=f"comma list of {', '.join(ROWS)}")
     p.add_argument("--batches", default="2,4", help="two small batches to measure the per-image slope at")
     p.add_argument("--skip", default="", help="comma list of memory, d2d_ce, ifid to skip")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key of every row (e.g. model.g_width=8)")
+    p.add_argument("--smallest", action="store_true",
+                   help="the D2D-CE and intra-FID tables at toy sizes (a smoke run: CI; not the papers' sizes)")
     args = p.parse_args()
     skip = set(args.skip.split(","))
     if "memory" not in skip:
-        memory_table(args.rows.split(","), [int(b) for b in args.batches.split(",")])
+        memory_table(args.rows.split(","), [int(b) for b in args.batches.split(",")], args.set)
     if "d2d_ce" not in skip:
-        d2d_ce_table()
+        d2d_ce_table(**(dict(world=2, per_rank=4, dim=16, classes=10) if args.smallest else {}))
     if "ifid" not in skip:
-        intra_fid_table()
+        intra_fid_table(**(dict(classes=10, per_class=5, dim=16) if args.smallest else {}))
 
 
 if __name__ == "__main__":
