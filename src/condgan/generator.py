@@ -8,6 +8,7 @@ otherwise asked for (``num_classes=``, ``img_channels=``) in a one-line error.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from torch import nn
 from . import __version__
 from .config import Config, ConfigError, from_dict
 from .train import checkpoint as ckpt
+from .train.resume import warn_changed_generator
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,49 @@ def load_generator(target: str | Path, device: str | torch.device = "cpu", num_c
     [-1, 1]. ``num_classes`` / ``img_channels`` are needed only for a checkpoint older than the
     self-describing format whose dataset condgan cannot size (folder, npz); a bad file or a mismatch is a
     one-line CheckpointError naming it."""
-    path = find_checkpoint(target)
-    state = ckpt.load_checkpoint(path, ckpt.GENERATOR_KEYS)
+    path, state = read_checkpoint(target, ckpt.GENERATOR_KEYS)
+    check_checkpoint_model(state, path)
     info = describe(state, path, num_classes, img_channels)
+    warn_changed_generator(state, path, info.arch)
     G = build_generator(info.config, state, path, info.num_classes, info.img_channels, torch.device(device))
     return G, info
+
+
+def read_checkpoint(target: str | Path, required: tuple[str, ...]) -> tuple[Path, dict]:
+    """(path, state) of :func:`find_checkpoint`'s checkpoint, loaded. A run that another process is training may
+    be read: its checkpoints appear whole (renamed into place), and one pruned between the listing and the
+    reading is looked up again (the trainer writes the newer one first)."""
+    for attempt in range(3):
+        path = find_checkpoint(target)
+        try:
+            return path, ckpt.load_checkpoint(path, required)
+        except ckpt.CheckpointError:
+            if attempt == 2 or not Path(target).is_dir() or path.exists():
+                raise
+    raise AssertionError("unreachable")
+
+
+MODEL_ROLES = ("G_ema", "G", "D")  # the nets a checkpoint holds, in the order they are checked
+
+
+def check_model(models: Mapping[str, nn.Module | Mapping[str, torch.Tensor]], where: str) -> None:
+    """A one-line CheckpointError (``where``: what names the model) for the first tensor of ``models`` (role ->
+    module or state dict) that holds NaN or infinity: parameters and buffers alike (BatchNorm statistics,
+    spectral norm's u, StyleGAN2's w_avg). The one check of every command that reads a model: sample, eval,
+    import-studiogan's output, train.init_from and the StyleGAN2 sampler refuse the same models."""
+    named = {}
+    for role, model in models.items():
+        state = model.state_dict() if isinstance(model, nn.Module) else model
+        named.update({f"{role}.{k}": v for k, v in state.items() if isinstance(v, torch.Tensor)})
+    bad = ckpt.first_nonfinite(named)
+    if bad is not None:
+        raise ckpt.CheckpointError(f"{where}: {bad} holds NaN or infinity (a diverged or damaged model is not "
+                                   f"sampled, scored or trained from)")
+
+
+def check_checkpoint_model(state: dict, path: Path, where: str | None = None) -> None:
+    """:func:`check_model` of every net a loaded checkpoint ``state`` (read from ``path``) holds: G_ema, G, D."""
+    check_model({r: state[r] for r in MODEL_ROLES if isinstance(state.get(r), dict)}, where or f"checkpoint {path}")
 
 
 def describe(state: dict, path: Path, num_classes: int | None = None,
@@ -126,7 +166,8 @@ def standing_statistics(G: nn.Module, z_dim: int, num_classes: int, batches: int
     """BigGAN's standing statistics: every BatchNorm of ``G`` forgets its running statistics and re-estimates
     them as the plain average over ``batches`` batches of random latents and classes (momentum None: the mean of
     the batch means and of the unbiased batch variances). Only the BatchNorms run in training mode, so spectral
-    norm's vectors and everything else stay as they were; ``G`` is left in eval mode."""
+    norm's vectors and everything else stay as they were; ``G`` is left in eval mode. Statistics
+    that come out non-finite (activations that overflow) are put back as they were, and an EvalError names them."""
     norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if batches < 1 or batch_size < 2:
         raise ValueError(f"standing statistics need at least 1 batch of at least 2 samples; got {batches} x "
@@ -134,6 +175,7 @@ def standing_statistics(G: nn.Module, z_dim: int, num_classes: int, batches: int
     device = next(G.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     momenta = [m.momentum for m in norms]
+    stored = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
     G.eval()
     for m in norms:
         m.reset_running_stats()
@@ -148,4 +190,19 @@ def standing_statistics(G: nn.Module, z_dim: int, num_classes: int, batches: int
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         G.eval()
+    _check_standing(G, norms, stored, batches)
+
+
+def _check_standing(G: nn.Module, norms: list[nn.Module], stored: list[dict], batches: int) -> None:
+    """Statistics that overflowed (finite weights, huge activations) would give flat, finite images: the stored
+    ones are put back and the run is refused in one line."""
+    from .metrics.errors import EvalError
+
+    names = {m: name for name, m in G.named_modules()}
+    bad = ckpt.first_nonfinite({f"{names[m]}.{k}": v for m in norms for k, v in m.state_dict().items()})
+    if bad is not None:
+        for m, state in zip(norms, stored):
+            m.load_state_dict(state)
+        raise EvalError(f"--standing-stats {batches}: the re-estimated BatchNorm statistics hold NaN or infinity "
+                        f"({bad}: the generator's activations overflow); use its stored statistics")
 

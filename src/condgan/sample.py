@@ -1,8 +1,15 @@
 """Sample grids (one row per class, one column per fixed latent; the rows' class names at their start) written as
 PNG with Pillow, and the interpolations a grid row can show: lerp / slerp between latents, and for StyleGAN2 a
-lerp between two latents' ws or style mixing (:mod:`condgan.style_sampling`)."""
+lerp between two latents' ws or style mixing (:mod:`condgan.style_sampling`). Also what ``condgan sample`` needs
+to write safely: :class:`PendingFolder` (a folder created whole, never over another) and the memory a request
+needs, judged before it is allocated (:func:`available_memory`, :func:`forward_bytes`)."""
 from __future__ import annotations
 
+import errno
+import os
+import secrets
+import shutil
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from .data import to_uint8
 from .files import PendingFile
@@ -20,6 +29,15 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2,
               row_labels: list[str] | None = None) -> None:
     """Tile images [N, C, H, W] (C = 1 or 3, in [-1, 1]) into rows of ``nrow`` and save a PNG; ``row_labels``
     (one per row) are written in a margin at the start of the rows."""
+    image = grid_image(images, nrow, padding, row_labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PendingFile(path) as pending:  # atomic, and a planted link is never followed
+        pending.commit(lambda f: image.save(f, format="PNG"))
+
+
+def grid_image(images: torch.Tensor, nrow: int, padding: int = 2,
+               row_labels: list[str] | None = None) -> Image.Image:
+    """The picture :func:`save_grid` writes, as a Pillow image."""
     n, c, h, w = images.shape
     rows = -(-n // nrow)
     grid = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
@@ -30,11 +48,7 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path, padding: int = 2,
         grid[:, top:top + h, left:left + w] = pixels[i]
     array = grid.permute(1, 2, 0).numpy()
     image = Image.fromarray(array[:, :, 0] if c == 1 else np.ascontiguousarray(array))
-    if row_labels:
-        image = _with_row_labels(image, row_labels, h, padding)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with PendingFile(path) as pending:  # atomic, and a planted link is never followed
-        pending.commit(lambda f: image.save(f, format="PNG"))
+    return _with_row_labels(image, row_labels, h, padding) if row_labels else image
 
 
 def _with_row_labels(grid: Image.Image, labels: list[str], cell: int, padding: int) -> Image.Image:
@@ -112,8 +126,11 @@ def class_grid(generator: nn.Module, z: torch.Tensor, classes: list[int],
     return in_chunks(forward or generator, z.to(device).repeat(len(classes), 1), y)
 
 
+CHUNK = 500  # images a picture's generator forward makes at a time
+
+
 def in_chunks(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, y: torch.Tensor,
-              size: int = 500) -> torch.Tensor:
+              size: int = CHUNK) -> torch.Tensor:
     """forward(z, y) of latents z [N, ...] and labels y [N, ...], ``size`` samples at a time."""
     return torch.cat([forward(z_chunk, y_chunk) for z_chunk, y_chunk in zip(z.split(size), y.split(size))])
 
@@ -143,6 +160,134 @@ def mix_rows(sampler: StyleSampler, z: torch.Tensor, classes: list[int]) -> torc
     return in_ws_chunks(sampler, torch.cat(rows))
 
 
-def in_ws_chunks(sampler: StyleSampler, ws: torch.Tensor, size: int = 500) -> torch.Tensor:
+def in_ws_chunks(sampler: StyleSampler, ws: torch.Tensor, size: int = CHUNK) -> torch.Tensor:
     """Images of ws [N, num_ws, w_dim] with the sampler's noise mode, ``size`` at a time."""
     return torch.cat([synthesize(sampler.G, chunk, sampler.noise_mode) for chunk in ws.split(size)])
+
+
+class PendingFolder:
+    """A hidden folder made beside ``path`` now (an unwritable destination fails before any slow work), filled by
+    the caller, and given the name ``path`` by :meth:`commit` only if nothing has that name then: another
+    process's file, folder or link is never replaced. Leaving the block without a commit removes it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.tmp = self._make()
+        self._live = True
+
+    def _make(self) -> Path:
+        for _ in range(100):
+            tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                os.mkdir(tmp)  # a plain mkdir's permissions (mkdtemp's 0700 would hide the samples from the group)
+                return tmp
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise type(e)(e.errno, e.strerror, str(self.path)) from None
+        raise FileExistsError(errno.EEXIST, "no free temporary name beside it", str(self.path))
+
+    def commit(self) -> Path:
+        """Give the filled folder the name ``path``; FileExistsError naming ``path`` when something has it."""
+        taken = FileExistsError(errno.EEXIST, "File exists", str(self.path))
+        if os.name != "nt":  # POSIX rename replaces an empty folder silently: claim the name exclusively first
+            try:
+                os.mkdir(self.path)
+            except FileExistsError:
+                raise taken from None
+        try:
+            os.rename(self.tmp, self.path)  # over the empty folder just made: atomic
+        except OSError as e:
+            if os.name != "nt":
+                try:
+                    os.rmdir(self.path)  # ours, if still empty (what another process put there stays)
+                except OSError:
+                    pass
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise taken from None
+            raise type(e)(e.errno, e.strerror, str(self.path)) from None
+        self._live = False
+        return self.path
+
+    def __enter__(self) -> "PendingFolder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live = False
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _kib(path: str, key: str) -> int:
+    """The ``key: N kB`` (or ``key N``) value of a /proc or cgroup file, in bytes."""
+    for line in Path(path).read_text().splitlines():
+        name, _, rest = line.replace(":", " ", 1).partition(" ")
+        if name == key:
+            return int(rest.split()[0]) * (1024 if rest.strip().endswith("kB") else 1)
+    raise KeyError(key)
+
+
+def available_memory(device: torch.device | str) -> int | None:
+    """Bytes still free for new tensors on ``device``: CUDA's free memory; for the CPU the kernel's MemAvailable
+    plus free swap, within a cgroup v2 limit (its page cache counted as free); None where unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        free = _kib("/proc/meminfo", "MemAvailable") + _kib("/proc/meminfo", "SwapFree")
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    try:  # a container's limit, which MemAvailable does not see
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text()) - _kib("/sys/fs/cgroup/memory.stat", "file")
+            free = min(free, int(limit) - used)
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    return max(free, 0)
+
+
+def size_text(size: float) -> str:
+    """Bytes as MiB below a GiB, else GiB."""
+    return f"{size / 2**20:.1f} MiB" if size < 2**30 else f"{size / 2**30:,.1f} GiB"
+
+
+class _LiveBytes(TorchDispatchMode):
+    """The bytes of the tensors the ops run under it create, while they live, and their peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+
+    def _free(self, size: int) -> None:
+        self.live -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's protocol)
+        out = func(*args, **(kwargs or {}))
+        given = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in given:  # new, not a view
+                size = t.untyped_storage().nbytes()
+                self.live += size
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(t, self._free, size)
+        return out
+
+
+@torch.no_grad()
+def forward_bytes(G: nn.Module, z_dim: int) -> int:
+    """Bytes per sample that the tensors of a forward of ``G`` take at their peak (weights aside), from forwards
+    of 2 and 4 samples (the difference leaves out what does not grow with the batch). Kernels' own workspaces
+    and the allocator's slack are not seen: CPU convolutions take about twice as much again. The random
+    streams are left as they were."""
+    device = next(G.parameters()).device
+    peaks = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for n in (2, 4):
+            z, y = torch.zeros(n, z_dim, device=device), torch.zeros(n, dtype=torch.int64, device=device)
+            with _LiveBytes() as tracked:
+                G(z, y)
+            peaks.append(tracked.peak)
+    return max(peaks[1] - peaks[0], 0) // 2

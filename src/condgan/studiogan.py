@@ -39,6 +39,7 @@ from .nets.resnet import ResNetGenerator
 from .nets.style_layers import EqualConv2d, SynthesisLayer
 from .nets.style_ops import fir_kernel
 from .nets.stylegan2 import DiscriminatorBlock, StyleGAN2Discriminator, StyleGAN2Generator, SynthesisBlock
+from .train.checkpoint import first_nonfinite
 
 # condgan model.arch -> StudioGAN's MODEL.backbone of the same network
 BACKBONES = {"biggan": "big_resnet", "biggan32": "big_resnet", "resnet": "resnet", "sagan": "resnet",
@@ -57,6 +58,26 @@ _BLOCK_KEY = re.compile(r"^(?:synthesis\.)?b(\d+)\.")
 
 class StudioGANError(ValueError):
     """A StudioGAN state dict that does not fit the condgan net; the message names the first key."""
+
+
+class NonFiniteState(StudioGANError):
+    """A StudioGAN state dict holding NaN or infinity: the file is damaged, whichever net it is meant for."""
+
+
+_SPECTRAL = {"weight_u": "u vector", "weight_v": "v vector", "weight_orig": "weight"}  # torch's spectral_norm
+
+
+def check_finite(state: dict, what: str) -> None:
+    """A one-line NonFiniteState naming the first tensor of a StudioGAN ``state`` (``what`` names the file) that
+    holds NaN or infinity; a spectral-norm tensor is called one (its layer's sigma cannot be computed)."""
+    bad = first_nonfinite({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
+    if bad is None:
+        return
+    part = _SPECTRAL.get(bad.rsplit(".", 1)[-1])
+    kind = f", a spectral-norm {part}," if part else ""
+    why = " (its layer's sigma, u^T W v, cannot be computed)" if part else ""
+    raise NonFiniteState(f"{what}: '{bad}'{kind} holds NaN or infinity{why}: the file is damaged or its training "
+                         f"diverged")
 
 
 def resample_filter(dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -222,12 +243,14 @@ def _import_unit(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: st
 def load_studiogan(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Set condgan ``net`` from ``state`` in StudioGAN's layout (``what`` names it in errors, e.g. "G_ema of X").
 
-    Every key must be there with its shape, and nothing else, and StyleGAN2's ``resample_filter`` buffers must
-    hold condgan's filter: the first that does not fit is a one-line StudioGANError (before ``net`` changes).
+    Every tensor must be finite (else a NonFiniteState), every key must be there with its shape, and nothing else,
+    and StyleGAN2's ``resample_filter`` buffers must hold condgan's filter: the first that does not fit is a
+    one-line StudioGANError (before ``net`` changes).
     A DataParallel ``module.`` prefix on every key is dropped.
     """
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    check_finite(state, what)
     layout = _layout(net)
     expected = {f"{prefix}.{k}": v for _, prefix, tensors in layout for k, v in tensors.items()}
     size, own = stylegan2_resolution(state), stylegan2_resolution(expected)

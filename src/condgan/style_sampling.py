@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .generator import check_model
 from .nets.style_layers import NOISE_MODES
 from .nets.stylegan2 import StyleGAN2Generator
 
@@ -117,6 +118,7 @@ class StyleSampler:
             raise ValueError(f"a class center needs at least 1 latent; got {center_samples}")
         if center == "class" and not G.conditional:
             raise ValueError("an unconditional generator has no class centers (truncate toward the global mean)")
+        check_model({"G": G}, "the StyleGAN2 generator to sample")  # a non-finite w_avg would pass unseen at psi 1
         self.G, self.psi, self.cutoff, self.center, self.noise_mode = G, psi, cutoff, center, noise_mode
         self.center_samples, self.center_seed = center_samples, center_seed
         self._centers: dict[tuple[float, ...], torch.Tensor] = {}

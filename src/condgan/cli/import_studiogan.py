@@ -16,6 +16,7 @@ import argparse
 import copy
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,10 @@ import torch
 from ..config import Config, ConfigError, to_dict, to_yaml
 from ..data.registry import KNOWN_SHAPES
 from ..files import save_atomic, write_text_atomic
-from ..generator import generator_record
-from ..studiogan import BACKBONES, StudioGANError, load_studiogan
+from ..generator import check_model, generator_record
+from ..studiogan import BACKBONES, NonFiniteState, StudioGANError, check_finite, load_studiogan
 from ..train import checkpoint as ckpt
+from ..train.rundir import LOCK_NAME, RunDirLock
 
 _FILE = re.compile(r"^model=(G|G_ema|D)-(best|current)-weights-step=(\d+)\.pth$")
 # numpy scalars StudioGAN keeps beside the weights (best FID, augmentation p): allowed, nothing else
@@ -62,8 +64,35 @@ def studiogan_files(target: Path, which: str | None) -> tuple[dict[str, Path], s
     return files, which
 
 
+# torch.save's legacy (pre-1.6, non-zip) format opens with this number pickled (torch.serialization's MAGIC_NUMBER)
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def not_a_torch_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a torch.save file (a folder, empty, a torn zip, neither of torch's formats), in
+    words; None when it may be one. Only its first bytes and its zip directory are read."""
+    if path.is_dir():
+        return "is a folder, not a PyTorch checkpoint"
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if not head:
+        return "is empty (0 bytes), not a PyTorch checkpoint: copy it again"
+    if head.startswith(b"PK\x03\x04"):  # a zip, as torch.save writes: its directory is at the end
+        return None if zipfile.is_zipfile(path) else ("is a truncated or damaged zip (torch.save's format): its "
+                                                      "end is missing; copy it again")
+    if head.startswith(b"\x80") and _LEGACY_MAGIC in head:
+        return None
+    return "is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy one)"
+
+
 def read_studiogan(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict, the file's other entries) of one StudioGAN file; a one-line CheckpointError otherwise."""
+    try:
+        problem = not_a_torch_file(path)
+    except OSError as e:
+        raise ckpt.CheckpointError(f"{path} cannot be read: {e.strerror or e}") from None
+    if problem is not None:
+        raise ckpt.CheckpointError(f"{path} cannot be read: it {problem}")
     try:
         with torch.serialization.safe_globals(_NUMPY_SCALARS):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -118,10 +147,15 @@ def run_import(args: argparse.Namespace) -> int:
         raise ConfigError("loss.cond pd on model.arch stylegan2 is condgan's own head: StudioGAN's PD StyleGAN2 D "
                           "calls an embedding it never builds, so no StudioGAN checkpoint of it exists")
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
         raise ConfigError(f"--out {out} exists and is not an empty folder; import into a new run dir")
     files, which = studiogan_files(Path(args.ckpt), args.which)
     states = {role: read_studiogan(path) for role, path in files.items()}
+    try:  # every file's every tensor, whichever net the preset builds: a damaged file is not the preset's fault
+        for role, (state, _) in states.items():
+            check_finite(state, f"StudioGAN {role} {files[role]}")
+    except NonFiniteState as e:
+        raise ckpt.CheckpointError(str(e)) from None
     generator = states.get("G_ema", states.get("G"))[0]
     classes = class_count(cfg, generator, args.num_classes)
     G, D = build_nets(cfg, classes, IMAGE_CHANNELS)
@@ -133,9 +167,8 @@ def run_import(args: argparse.Namespace) -> int:
                 load_studiogan(net, states[role][0], f"StudioGAN {role} {files[role]}")
     except StudioGANError as e:
         raise ckpt.CheckpointError(f"{e} (the preset and --set must name the same network)") from None
-    bad = ckpt.first_nonfinite({f"G_ema.{k}": v for k, v in G_ema.state_dict().items()})
-    if bad is not None:
-        raise ckpt.CheckpointError(f"{files.get('G_ema', files.get('G'))}: {bad} holds NaN or infinity")
+    nets = {"G_ema": G_ema, "G": G, **({"D": D} if "D" in states else {})}
+    check_model(nets, f"the import of {Path(args.ckpt)}")  # as sample, eval and train.init_from will check it
     step = _step(states, files)
     state = {"format": ckpt.FORMAT, "step": step, "config": to_dict(cfg), "G": G.state_dict(),
              "G_ema": G_ema.state_dict(), "generator": generator_record(cfg, classes, IMAGE_CHANNELS, ()),
@@ -143,9 +176,7 @@ def run_import(args: argparse.Namespace) -> int:
                           "files": {role: str(path) for role, path in files.items()}}}
     if "D" in states:
         state["D"] = D.state_dict()
-    path = ckpt.checkpoint_path(out / "checkpoints", step)
-    save_atomic(state, path)
-    write_text_atomic(out / "config.yaml", to_yaml(cfg))
+    path = write_run(out, state, cfg)
     roles = ", ".join(r for r in ("G_ema", "G", "D") if r in files)
     print(f"imported StudioGAN {roles} ({which}, step {step}) as condgan {cfg.model.arch} at {cfg.data.resolution} "
           f"px with {classes} classes: {path}")
@@ -153,6 +184,24 @@ def run_import(args: argparse.Namespace) -> int:
         print("note: there is no G_ema file; G_ema is G (StudioGAN ran without an EMA)")
     print(f"next: condgan sample {out} --per-class 10 --out DIR, or condgan eval {out}")
     return 0
+
+
+def write_run(out: Path, state: dict, cfg: Config) -> Path:
+    """The imported run's checkpoint and config.yaml in ``out``, written while holding the run dir's lock: a
+    folder that another import or a training run filled meanwhile is refused, never written into."""
+    lock = RunDirLock(out)  # a trainer or another import on the same --out now is refused at once
+    try:
+        if any(p.name != LOCK_NAME for p in out.iterdir()):
+            raise ConfigError(f"--out {out} was filled while importing (another import or training run?): it is "
+                              f"left as it is and nothing was written; import into a new run dir")
+        path = ckpt.checkpoint_path(out / "checkpoints", int(state["step"]))
+        save_atomic(state, path)
+        write_text_atomic(out / "config.yaml", to_yaml(cfg))
+    except BaseException:
+        lock.release(remove_if_empty=True)
+        raise
+    lock.release()
+    return path
 
 
 def _step(states: dict[str, tuple[dict, dict]], files: dict[str, Path]) -> int:

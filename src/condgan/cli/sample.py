@@ -3,8 +3,11 @@
 
 Sample i has class ``classes[i mod K]`` and the i-th latent of the ``--seed`` stream, drawn in ``--batch-size``
 batches: with every class and the same seed and batch size these are the very images ``condgan eval --num N``
-scores, so an external FID tool run on the folders sees what condgan measured. The folder (or file) is written
-under a temporary name and renamed when complete; an existing one is never overwritten.
+scores, so an external FID tool run on the folders sees what condgan measured. The folder (or file) is reserved
+under a hidden name before the generator is loaded (an unwritable destination fails at once; an error or Ctrl-C
+leaves nothing) and takes its name when complete only if nothing has it then: an existing output, or one that
+another process writes meanwhile, is never replaced. A request that cannot fit in memory (the samples, the
+picture, a batch, StyleGAN2's class centers) is a one-line error naming its flag before it is allocated.
 
 For a StyleGAN2 checkpoint ``--truncation PSI`` is NVIDIA's truncation_psi in w space (w <- lerp(center, w, psi),
 the latents as untruncated), with ``--truncation-cutoff K`` (layers 0..K-1 only), ``--truncation-center
@@ -17,8 +20,8 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import shutil
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +32,9 @@ from tqdm import tqdm
 from ..files import PendingFile
 from ..generator import GeneratorInfo, load_generator, standing_statistics
 from ..metrics.errors import EvalError
-from ..metrics.generate import generated_batches, truncated_normal
-from ..sample import class_grid, grid_classes, in_chunks, lerp, mix_rows, row_names, save_grid, slerp, w_walk
+from ..metrics.generate import MIN_TRUNCATION, generated_batches, truncated_normal
+from ..sample import (CHUNK, PendingFolder, available_memory, class_grid, grid_classes, grid_image, in_chunks,
+                      forward_bytes, lerp, mix_rows, row_names, size_text, slerp, w_walk)
 from ..style_sampling import CENTER_SAMPLES, CENTERS, NOISE_MODES, StyleSampler, is_stylegan2
 
 FORMATS = ("png", "npz")
@@ -75,29 +79,51 @@ def draw(G: torch.nn.Module, info: GeneratorInfo, classes: list[int], per_class:
     return np.concatenate(images), np.concatenate(got).astype(np.int64)
 
 
-def write_folders(out: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> int:
-    """PNGs in one folder per class under ``out`` (written under a temporary name, then renamed)."""
-    partial = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+def write_folders(pending: PendingFolder, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> int:
+    """PNGs in one folder per class, written into the reserved folder, which then takes its name."""
     counts: dict[int, int] = {}
-    try:  # an error or Ctrl-C mid-way leaves no half-written folder behind
-        for image, label in zip(images, labels.tolist()):
-            folder = partial / class_folder(label, names)
-            folder.mkdir(parents=True, exist_ok=True)
-            k = counts[label] = counts.get(label, -1) + 1
-            Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(folder / f"{k:06d}.png")
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    for image, label in zip(images, labels.tolist()):
+        folder = pending.tmp / class_folder(label, names)
+        folder.mkdir(exist_ok=True)
+        k = counts[label] = counts.get(label, -1) + 1
+        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(folder / f"{k:06d}.png")
+    pending.commit()
     return len(labels)
 
 
-def write_npz(out: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> int:
+def write_npz(pending: PendingFile, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> int:
     """One .npz in the layout ``data.name=npz`` reads: images uint8 [N, H, W, C], labels, class_names."""
     extra = {"class_names": np.array(names)} if names else {}
-    with PendingFile(out) as pending:
-        pending.commit(lambda f: np.savez(f, images=images, labels=labels, **extra))
+    pending.commit(lambda f: np.savez(f, images=images, labels=labels, **extra), replace=False)
     return len(labels)
+
+
+@contextmanager
+def claimed(out: Path) -> Iterator[None]:
+    """The output takes its name only if nothing has it: what another process wrote meanwhile is kept."""
+    try:
+        yield
+    except FileExistsError:
+        raise EvalError(f"--out {out} appeared while sampling (another process wrote it): it is left as it is and "
+                        f"these samples were not written; choose a new path") from None
+
+
+_OOM = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
+
+
+@contextmanager
+def out_of_memory_names(flags: str, advice: str) -> Iterator[None]:
+    """An allocation that fails although the request passed :func:`check_memory` (its estimates are lower
+    bounds) as a one-line error naming ``flags``."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) and not _OOM.search(str(e)):
+            raise
+        tried = re.search(r"tried to allocate ([\d.]+) ?(bytes|[KMGT]iB)", str(e), re.IGNORECASE)
+        size = ("" if tried is None else f" (an allocation of {size_text(float(tried[1]))} failed)"
+                if tried[2] == "bytes" else f" (an allocation of {tried[1]} {tried[2]} failed)")
+        raise EvalError(f"{flags}: out of memory while generating{size}: {advice}") from None
 
 
 @torch.no_grad()
@@ -153,11 +179,54 @@ def run_sample(args: argparse.Namespace) -> int:
     from ..devices import parse_device
 
     out = Path(args.out)
+    pictured = bool(args.grid or args.interpolate)
+    check_request_flags(args, out, pictured)
+    folders = not pictured and args.format == "png"
+    # reserved before the slow work: an unwritable destination fails now, and an error or Ctrl-C leaves nothing
+    with PendingFolder(out) if folders else PendingFile(out) as pending:
+        G, info = load_generator(args.target, parse_device(args.device))
+        sampler = style_sampler(G, info, args, pictured)
+        check_memory(G, info, args, pictured)
+        if args.standing_stats:
+            standing_statistics(G, info.z_dim, info.num_classes, args.standing_stats, info.config.train.batch_size)
+        if pictured:
+            return write_picture(G, info, args, sampler, pending)
+        classes = parse_classes(args.classes, info.num_classes)
+        with out_of_memory_names(f"--batch-size {args.batch_size}", "give a smaller --batch-size"):
+            images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size, not args.no_progress,
+                                  None if sampler else args.truncation, sampler)
+        with claimed(out):
+            write = write_folders if folders else write_npz
+            count = write(pending, images, labels, info.class_names)
+    print(f"wrote {count} samples of {len(classes)} classes from {info.checkpoint} (step {info.step}) to {out}")
+    return 0
+
+
+def write_picture(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namespace, sampler: StyleSampler | None,
+                  pending: PendingFile) -> int:
+    """The --grid / --interpolate PNG, into the reserved file."""
+    device = next(G.parameters()).device
+    with out_of_memory_names(picture_size(G, info, args)[2], "ask for a smaller picture"), \
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(args.seed)  # StyleGAN2's --noise random in a picture: seeded, the caller's RNG kept
+        images, per_row, labels = picture(G, info, args, sampler)
+    if not bool(torch.isfinite(images).all()):
+        raise EvalError("the generator's samples hold NaN or infinity; nothing written")
+    image = grid_image(images.cpu(), per_row, row_labels=labels)
+    with claimed(pending.path):
+        pending.commit(lambda f: image.save(f, format="PNG"), replace=False)
+    mix = args.interpolate == "mix"
+    columns = f"; column j (0..{G.num_ws}) has the second latent's ws on layers >= {G.num_ws}-j" if mix else ""
+    print(f"wrote {pending.path}: {len(labels)} rows of {per_row} from {info.checkpoint} (step {info.step}){columns}")
+    return 0
+
+
+def check_request_flags(args: argparse.Namespace, out: Path, pictured: bool) -> None:
+    """One-line errors for the flags and the output that need no checkpoint to judge."""
     if args.per_class < 1 or args.batch_size < 1 or not 0 <= args.seed < 2**63:
         raise EvalError(f"--per-class and --batch-size must be at least 1 and --seed in [0, 2^63); got "
                         f"{args.per_class}, {args.batch_size}, {args.seed}")
     check_truncation_flags(args)
-    pictured = bool(args.grid or args.interpolate)
     if pictured and (out.suffix != ".png" or args.format != "png"):
         raise EvalError(f"--out {out}: --grid and --interpolate write one PNG; name it *.png (and no --format)")
     if args.steps is not None and args.steps < 2:
@@ -169,29 +238,62 @@ def run_sample(args: argparse.Namespace) -> int:
         raise EvalError(f"--out {out} exists; condgan sample never overwrites (choose a new path)")
     if not out.parent.is_dir():
         raise EvalError(f"--out {out}: the folder {out.parent} does not exist")
-    G, info = load_generator(args.target, parse_device(args.device))
-    sampler = style_sampler(G, info, args, pictured)
-    if args.standing_stats:
-        standing_statistics(G, info.z_dim, info.num_classes, args.standing_stats, info.config.train.batch_size)
+
+
+def picture_size(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namespace) -> tuple[int, int, str]:
+    """(rows, columns, the flags that set them) of the --grid / --interpolate picture."""
+    steps = args.steps or DEFAULT_STEPS
+    if args.interpolate == "class":
+        return args.per_class, steps, f"--per-class {args.per_class} and --steps {steps}"
+    rows = len(grid_classes("", info.num_classes) if args.classes is None
+               else parse_classes(args.classes, info.num_classes))
+    if args.interpolate == "mix":
+        return rows, G.num_ws + 1, "--classes"
+    if args.interpolate:
+        return rows, steps, f"--steps {steps}"
+    return rows, args.per_class, f"--per-class {args.per_class}"
+
+
+# A batch's tensors (forward_bytes) times this: kernels' workspaces, the allocator's slack and the images'
+# conversion to bytes, with a margin (a whole `sample` batch peaked at about 3x on the CPU)
+WORKSPACE = 4
+
+
+def check_memory(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namespace, pictured: bool) -> None:
+    """One-line errors for a request that cannot fit in memory, judged before any of it is allocated: the
+    samples (kept in memory, then written) or the picture, a batch through G, StyleGAN2's class-center latents."""
+    device = next(G.parameters()).device
+    values = info.img_channels * info.resolution ** 2  # per image
+    shape = f"{info.resolution}x{info.resolution}x{info.img_channels}"
     if pictured:
-        device = next(G.parameters()).device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(args.seed)  # StyleGAN2's --noise random in a picture: seeded, the caller's RNG kept
-            images, per_row, labels = picture(G, info, args, sampler)
-        if not bool(torch.isfinite(images).all()):
-            raise EvalError("the generator's samples hold NaN or infinity; nothing written")
-        save_grid(images.cpu(), per_row, out, row_labels=labels)
-        mix = args.interpolate == "mix"
-        columns = f"; column j (0..{G.num_ws}) has the second latent's ws on layers >= {G.num_ws}-j" if mix else ""
-        print(f"wrote {out}: {len(labels)} rows of {per_row} from {info.checkpoint} (step {info.step}){columns}")
-        return 0
-    classes = parse_classes(args.classes, info.num_classes)
-    images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size, not args.no_progress,
-                          None if sampler else args.truncation, sampler)
-    write = write_npz if args.format == "npz" else write_folders
-    count = write(out, images, labels, info.class_names)
-    print(f"wrote {count} samples of {len(classes)} classes from {info.checkpoint} (step {info.step}) to {out}")
-    return 0
+        rows, columns, flags = picture_size(G, info, args)
+        count, batch, advice = rows * columns, min(rows * columns, CHUNK), "ask for a smaller picture"
+        # float images on the device, their copy, bytes and the PNG's pixels on the CPU; the latents
+        kept = count * (16 * values + 8 * info.z_dim)
+        fits(kept, "cpu", flags, f"a picture of {rows} x {columns} images of {shape} needs", advice)
+        fits(count * 8 * values, device, flags, f"a picture of {rows} x {columns} images needs", advice)
+    else:
+        count = args.per_class * len(parse_classes(args.classes, info.num_classes))
+        batch, advice = min(args.batch_size, count), "ask for fewer samples"
+        kept = count * (2 * values + 24)  # every sample stays in memory until written: uint8 batches, labels
+        fits(kept, "cpu", f"--per-class {args.per_class}", f"{count:,} samples of {shape} need", advice)
+        flags, advice = f"--batch-size {args.batch_size}", "give a smaller --batch-size"
+    forward = int(WORKSPACE * batch * forward_bytes(G, info.z_dim))
+    fits(forward + (kept if device.type == "cpu" else 0), device, flags,
+         f"a batch of {batch} through the generator needs about", advice)
+    if is_stylegan2(G) and args.truncation_center == "class":
+        n = args.center_samples or CENTER_SAMPLES
+        fits(2 * n * 4 * info.z_dim, "cpu", f"--center-samples {n}", "the class centers' latents need",
+             "give fewer --center-samples")
+
+
+def fits(size: int, device: torch.device | str, flags: str, what: str, advice: str) -> None:
+    """A one-line EvalError naming ``flags`` when ``size`` bytes are more than ``device`` has free."""
+    free = available_memory(device)
+    if free is not None and size > free:
+        where = "" if torch.device(device).type == "cpu" else f" on {device}"
+        raise EvalError(f"{flags}: {what} {size_text(size)} of memory{where}, and {size_text(free)} is free: "
+                        f"{advice}")
 
 
 def check_truncation_flags(args: argparse.Namespace) -> None:
@@ -227,8 +329,9 @@ def style_sampler(G: torch.nn.Module, info: GeneratorInfo, args: argparse.Namesp
         given = [flag for flag, value in style_flags if value is not None]
         if given:
             raise EvalError(f"{given[0]} is for StyleGAN2 checkpoints (it works in w space); this one is {info.arch}")
-        if args.truncation is not None and not args.truncation > 0:
-            raise EvalError(f"--truncation must be a positive threshold; got {args.truncation}")
+        if args.truncation is not None and not args.truncation >= MIN_TRUNCATION:
+            raise EvalError(f"--truncation must be a positive threshold of at least {MIN_TRUNCATION} (latent values "
+                            f"beyond it are drawn again); got {args.truncation}")
         return None
     psi = 1.0 if args.truncation is None else args.truncation
     if not 0 <= psi <= 1:

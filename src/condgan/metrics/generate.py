@@ -10,6 +10,7 @@ from ..data import to_uint8
 from ..nets.stylegan2 import StyleGAN2Generator
 from .errors import EvalError
 
+MIN_TRUNCATION = 1e-3  # below it nearly every draw is beyond the threshold: the redraws would hardly ever end
 NOISE_STREAM = 0x6E6F697365  # a StyleGAN2 G's noise maps: seed + this ("noise"), a stream apart from the latents'
 
 
@@ -23,8 +24,9 @@ def truncated_normal(shape: tuple[int, ...], threshold: float, generator: torch.
                      device: torch.device | str = "cpu") -> torch.Tensor:
     """N(0, 1) samples conditioned on |z| <= threshold (BigGAN's truncation trick): every value beyond the
     threshold is drawn again, from the same ``generator``, until none is; values within it are kept as drawn."""
-    if not threshold > 0:
-        raise EvalError(f"the truncation threshold must be positive; got {threshold}")
+    if not threshold >= MIN_TRUNCATION:
+        raise EvalError(f"the truncation threshold must be positive, at least {MIN_TRUNCATION} (values beyond it "
+                        f"are drawn again, so a smaller one is hardly ever met); got {threshold}")
     z = torch.randn(shape, device=device, generator=generator)
     beyond = z.abs() > threshold
     while bool(beyond.any()):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..generator import checkpoint_config, find_checkpoint
+from ..generator import check_checkpoint_model, checkpoint_config, read_checkpoint
 from ..nets import build_nets
 from ..nets.registry import same_architecture
 from ..notices import warn
@@ -52,8 +52,7 @@ def read_init_source(cfg: Config) -> InitSource:
     """The checkpoint ``cfg.train.init_from`` names, checked against ``cfg`` (architecture, resolution, readable
     nets); a one-line CheckpointError otherwise. Nothing is built and no random number is drawn."""
     try:
-        path = find_checkpoint(cfg.train.init_from)
-        state = ckpt.load_checkpoint(path, SOURCE_KEYS)
+        path, state = read_checkpoint(cfg.train.init_from, SOURCE_KEYS)
         source_cfg = checkpoint_config(state, path)
     except ckpt.CheckpointError as e:
         raise ckpt.CheckpointError(f"train.init_from: {e}") from None
@@ -71,9 +70,7 @@ def read_init_source(cfg: Config) -> InitSource:
         for key, value in state[role].items():
             if not isinstance(value, torch.Tensor):
                 raise ckpt.CheckpointError(f"train.init_from {path}: the {_ROLES[role]}'s '{key}' is not a tensor")
-        bad = ckpt.first_nonfinite({f"{role}.{k}": v for k, v in state[role].items()})
-        if bad is not None:
-            raise ckpt.CheckpointError(f"train.init_from {path}: {bad} holds NaN or infinity")
+    check_checkpoint_model(state, path, f"train.init_from {path}")
     return InitSource(path, state, source_cfg)
 
 
