@@ -9,11 +9,12 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
+from ..config import Config
+from ..data import ImageDataset, load_dataset
+from ..data.classes import check_class_lists, split_label
 from ..data.registry import reference_split
-from ..files import PendingFile
-from ..generator import build_generator, checkpoint_config, find_checkpoint, standing_statistics
+from ..files import PendingFile, held_lock
+from ..generator import build_generator, check_checkpoint_model, checkpoint_config, find_checkpoint, standing_statistics
 from ..metrics.backbones import BACKBONES
 from ..metrics.errors import EvalError
 from ..metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
@@ -43,18 +44,18 @@ def run_eval(args: argparse.Namespace) -> int:
         raise EvalError(f"--out {out} exists and is not an eval record (a JSON file condgan eval wrote); "
                         f"refusing to overwrite it")
     state = ckpt.load_checkpoint(path, ckpt.GENERATOR_KEYS)
-    bad = ckpt.first_nonfinite({f"G_ema.{k}": v for k, v in state["G_ema"].items() if isinstance(v, torch.Tensor)})
-    if bad is not None:  # a diverged run's generator is not scored (checked before any slow work)
-        raise EvalError(f"checkpoint {path}: {bad} holds NaN or infinity; a diverged generator is not scored")
+    check_checkpoint_model(state, path)  # sample's, import's and init_from's check, before any slow work
     cfg = checkpoint_config(state, path)
     ref_split = reference_split(cfg.data.name) if args.ref == "auto" else args.ref
     request = EvalRequest(metrics=parse_metrics(args.metrics), backbone=args.backbone,
                           num_samples=args.num or cfg.eval.num_samples, ref_split=ref_split, resize=args.resize,
                           batch_size=args.batch_size, seed=args.seed, is_splits=args.is_splits,
                           inception_weights=args.inception_weights, allow_download=not args.no_download)
+    train = load_dataset(cfg.data, "train")
+    _check_run_classes(state, path, train, cfg)  # before any slow work
     with PendingFile(out) as pending:  # an unwritable destination fails now, not after the scoring
-        evaluator = Evaluator(cfg.data, request, device, progress=not args.no_progress, eval_command=True)
-        train = evaluator.train
+        evaluator = Evaluator(cfg.data, request, device, train=train, progress=not args.no_progress,
+                              eval_command=True)
         G = build_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
         if args.standing_stats:
             standing_statistics(G, cfg.model.z_dim, train.num_classes, args.standing_stats, cfg.train.batch_size)
@@ -62,11 +63,33 @@ def run_eval(args: argparse.Namespace) -> int:
                   "generator": "G_ema" + (f", standing statistics over {args.standing_stats} batches"
                                           if args.standing_stats else ""),
                   **evaluator(G, cfg.model.z_dim)}
-        history = _history(out) + [record]
-        pending.commit_text(json.dumps({**record, "history": history}, indent=2) + "\n")
+        # Another eval may write the same file meanwhile: read its history and replace it under one lock, so
+        # neither record is lost (the lock file stays beside the record, as run dirs keep theirs).
+        with held_lock(out.parent / f".{out.name}.lock"):
+            if (out.exists() or out.is_symlink()) and not _is_eval_record(out):
+                raise EvalError(f"--out {out} appeared while scoring and is not an eval record (a JSON file condgan "
+                                f"eval wrote); refusing to overwrite it")
+            history = _history(out) + [record]
+            pending.commit_text(json.dumps({**record, "history": history}, indent=2) + "\n")
     print(format_table(record))
     print(f"wrote {out}")
     return 0
+
+
+def _check_run_classes(state: dict, path: Path, train: ImageDataset, cfg: Config) -> None:
+    """DataError unless the training split lists the classes the checkpoint's generator was trained on (its
+    ``generator`` record; a checkpoint written before the record only by the class count its G_ema has)."""
+    record = state.get("generator")
+    if not isinstance(record, dict):
+        return  # build_generator refuses a class count the weights do not have
+    names = record.get("class_names") or ()
+    try:
+        count = int(record["num_classes"])
+    except (KeyError, TypeError, ValueError):
+        raise ckpt.CheckpointError(f"checkpoint {path}: its 'generator' record is damaged") from None
+    check_class_lists((f"the run's generator (checkpoint {path})", count, [str(n) for n in names]),
+                      (split_label(cfg.data, "train"), train.num_classes, train.classes),
+                      "the data changed since the run was trained: score it against the classes it was trained on")
 
 
 def _history(path: Path) -> list[dict]:
@@ -105,7 +128,10 @@ def format_table(record: dict) -> str:
     """The scalar metrics as an aligned two-column table under a one-line protocol summary."""
     p = record["protocol"]
     ref = p.get("reference")
-    against = f" vs {ref['dataset']}/{ref['split']} ({ref['num_images']} images)" if ref else ""
+    against = ""
+    if ref:  # a reference that is the training data is said so: its FID is not a held-out score
+        own = ": the training images" if ref.get("training_images") else ""
+        against = f" vs {ref['dataset']}/{ref['split']} ({ref['num_images']} images{own})"
     lines = [f"{record['checkpoint']} (step {record['step']}, {record['generator']}): backbone "
              f"{p['backbone']['name']} (resize {p['backbone']['resize']}), {p['num_samples']} samples{against}"]
     scalars = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}

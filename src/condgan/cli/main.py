@@ -63,15 +63,12 @@ def _train(cfg: Config, args: argparse.Namespace, device, is_main: bool) -> int:
 
 def _final_report(trainer, args: argparse.Namespace) -> None:
     from ..files import write_text_atomic
-    from ..metrics.evaluate import CLASSIFIER_SCALE, at_classifier_scale
+    from ..metrics.evaluate import beyond_classifier_scale
     from ..metrics.report import final_report
 
-    data = trainer.run.dataset
-    if not at_classifier_scale(data):  # training a classifier on ImageNet would take hours
-        classes, pixels = CLASSIFIER_SCALE
-        print(f"end-of-training accuracy report skipped: {data.name} has {data.num_classes} classes at "
-              f"{data.images.shape[-1]} px, beyond the evaluation classifier's {classes} classes at {pixels} px; "
-              f"score the run with: condgan eval {args.out}")
+    beyond = beyond_classifier_scale(trainer.run.dataset)
+    if beyond:  # training a classifier on ImageNet would take hours; say which limit tripped
+        print(f"end-of-training accuracy report skipped: {beyond}; score the run with: condgan eval {args.out}")
         return
     report = final_report(trainer, progress=not args.no_progress)
     write_text_atomic(Path(args.out) / "final_eval.json", json.dumps(report, indent=2) + "\n")

@@ -4,17 +4,28 @@ One figure per family, one panel per logged value: ``losses.png`` (every D and G
 ``learning_rates.png``, ``diagnostics.png`` (D's feature norm and ReACGAN Fig. 2's gradient norms and target
 probability, where logged), ``speed.png`` (iterations per second) and ``eval.png`` (every periodic evaluation
 metric). Families with nothing logged are not drawn.
+
+A value that cannot be drawn (NaN, infinity, or beyond +-1e300, where matplotlib's axis arithmetic overflows)
+is left out of its panel, and a warning says how many of each key were. ``plot`` replaces only figures it
+wrote itself (PNGs carrying its ``Software`` stamp): any other file at a figure's name, a user's own
+``losses.png`` in ``--out`` say, is a one-line error, and nothing is written.
 """
 from __future__ import annotations
 
 import argparse
 import math
+from collections import Counter
 from pathlib import Path
 
 from ..files import read_records
 from ..metrics.errors import EvalError
+from ..notices import warn
 
 DIAGNOSTICS = ("d_feat_norm", "d_head_grad_norm", "d_cond_grad_norm", "d_p_target")
+
+
+LIMIT = 1e300  # larger magnitudes overflow matplotlib's tick and margin arithmetic
+STAMP = "condgan plot"  # the PNG Software text of the figures this command writes
 
 
 def split_records(path: Path) -> tuple[list[dict], list[dict]]:
@@ -24,32 +35,51 @@ def split_records(path: Path) -> tuple[list[dict], list[dict]]:
             [r for r in records if isinstance(r.get("eval"), dict)])
 
 
-def series(records: list[dict], keys: list[str]) -> dict[str, tuple[list[int], list[float]]]:
-    """key -> (steps, values) over the records holding a finite number for it."""
+def drawable(value: object) -> bool:
+    """Whether ``value`` is a number matplotlib can draw: not a bool, finite, within +-LIMIT."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) <= LIMIT
+    except OverflowError:  # a JSON integer beyond the float range
+        return False
+
+
+def series(records: list[dict], keys: list[str], left_out: Counter | None = None
+           ) -> dict[str, tuple[list[int], list[float]]]:
+    """key -> (steps, values) over the records holding a drawable number for it; ``left_out`` counts, per key,
+    the numbers (NaN, infinity, out of range) that were not."""
     out = {}
     for key in keys:
-        points = [(r["step"], float(r[key])) for r in records
-                  if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
-                  and math.isfinite(float(r[key]))]
+        points = []
+        for r in records:
+            value = r.get(key)
+            if drawable(value) and drawable(r["step"]):
+                points.append((r["step"], float(value)))
+            elif left_out is not None and key in r and (value is None or isinstance(value, (int, float))):
+                left_out[key] += 1  # a number (or JSON's null for NaN) that cannot be drawn
         if points:
             out[key] = ([s for s, _ in points], [v for _, v in points])
     return out
 
 
-def families(train: list[dict], evals: list[dict]) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
-    """File stem -> the series it plots."""
+def families(train: list[dict], evals: list[dict], left_out: Counter | None = None
+             ) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """File stem -> the series it plots (``left_out``: see :func:`series`)."""
     keys = sorted({k for r in train for k in r})
     losses = [k for k in keys if k.startswith(("d_", "g_")) and k not in DIAGNOSTICS]
     flat_evals = [{"step": r["step"], **r["eval"]} for r in evals]
     eval_keys = sorted({k for r in flat_evals for k in r if k != "step"})
-    out = {"losses": series(train, losses), "learning_rates": series(train, ["lr_g", "lr_d"]),
-           "diagnostics": series(train, list(DIAGNOSTICS)), "speed": series(train, ["it_per_s"]),
-           "eval": series(flat_evals, eval_keys)}
+    out = {"losses": series(train, losses, left_out), "learning_rates": series(train, ["lr_g", "lr_d"], left_out),
+           "diagnostics": series(train, list(DIAGNOSTICS), left_out), "speed": series(train, ["it_per_s"], left_out),
+           "eval": series(flat_evals, eval_keys, left_out)}
     return {name: s for name, s in out.items() if s}
 
 
-def draw(name: str, panels: dict[str, tuple[list[int], list[float]]], path: Path, title: str) -> None:
-    """One figure of small panels (value against G step), written atomically as a PNG."""
+def draw(name: str, panels: dict[str, tuple[list[int], list[float]]], path: Path, title: str,
+         replace: bool = False) -> None:
+    """One figure of small panels (value against G step), written atomically as a PNG stamped as plot's own;
+    ``replace``: an earlier figure of plot's is there (else a file that appears meanwhile is never replaced)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,9 +100,12 @@ def draw(name: str, panels: dict[str, tuple[list[int], list[float]]], path: Path
         ax.set_visible(False)
     fig.suptitle(f"{title}: {name.replace('_', ' ')}", fontsize=10)
     fig.tight_layout()
-    with PendingFile(path) as pending:
-        pending.commit(lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    try:
+        with PendingFile(path) as pending:
+            pending.commit(lambda f: fig.savefig(f, format="png", dpi=100, metadata={"Software": STAMP}),
+                           replace=replace)
+    finally:
+        plt.close(fig)
 
 
 def run_plot(args: argparse.Namespace) -> int:
@@ -81,19 +114,54 @@ def run_plot(args: argparse.Namespace) -> int:
     if not log.is_file():
         raise EvalError(f"no metrics.jsonl in {run}: give a run directory `condgan train` wrote")
     train, evals = split_records(log)
-    plotted = families(train, evals)
+    lines = sum(1 for line in log.read_text(errors="replace").splitlines() if line.strip())
+    skipped = lines - len(train) - len(evals)
+    skipped_words = f"{skipped} line{'s' if skipped > 1 else ''} that {'are' if skipped > 1 else 'is'} not a JSON " \
+                    f"record with an integer step"
+    left_out: Counter = Counter()
+    plotted = families(train, evals, left_out)
     if not plotted:
-        raise EvalError(f"{log} holds no training or evaluation record to plot")
+        raise EvalError(f"{log} holds no training or evaluation record to plot"
+                        + (f" ({skipped_words})" if skipped > 0 else ""))
+    if skipped > 0:  # a line torn by a killed run, or a damaged log: said, not silently dropped
+        warn(f"skipped {skipped_words} in {log}")
+    if left_out:
+        warn(f"left out of the plots of {log} the values that are NaN, infinite or beyond +-{LIMIT:g}: "
+             + ", ".join(f"{key}: {n}" for key, n in sorted(left_out.items())))
     out = Path(args.out) if args.out else run / "plots"
     out.mkdir(parents=True, exist_ok=True)
+    ours = {name: _check_target(out / f"{name}.png") for name in plotted}  # every refusal before any write
     for name, panels in plotted.items():
-        draw(name, panels, out / f"{name}.png", run.resolve().name)
+        draw(name, panels, out / f"{name}.png", run.resolve().name, replace=ours[name])
         print(f"wrote {out / (name + '.png')} ({', '.join(panels)})")
     return 0
+
+
+def _check_target(path: Path) -> bool:
+    """True when ``path`` is a figure plot wrote (to be replaced), False when nothing is there; an EvalError
+    for anything else, which is the user's."""
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if not path.is_symlink() and path.is_file() and _stamped(path):
+        return True
+    raise EvalError(f"{path} is not a plot condgan plot wrote; refusing to replace it (move it away, or give "
+                    f"another --out)")
+
+
+def _stamped(path: Path) -> bool:
+    """Whether ``path`` is a PNG carrying plot's Software stamp."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get("Software") == STAMP
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="PNG plots of a run's losses, learning rates, diagnostics and evaluations")
     p.add_argument("run", help="run directory")
-    p.add_argument("--out", help="folder for the PNGs (default RUN/plots)")
+    p.add_argument("--out", help="folder for the PNGs (default RUN/plots); only figures plot wrote there before "
+                                 "are replaced")
     p.set_defaults(func=run_plot)

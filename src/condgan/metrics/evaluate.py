@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import Config, DataConfig
 from ..data import ImageDataset, load_dataset, to_float
+from ..data.classes import check_same_classes, split_label
 from ..notices import warn
 from .backbones import Backbone, ClassifierBackbone, build_backbone
 from .classifier import classifier_caveat, load_or_train_classifier
@@ -42,8 +43,15 @@ def auto_protocol(data: ImageDataset, eval_command: bool = False) -> tuple[str, 
 
 def at_classifier_scale(data: ImageDataset) -> bool:
     """Whether condgan trains its own evaluation classifier for ``data`` by default (:data:`CLASSIFIER_SCALE`)."""
+    return beyond_classifier_scale(data) is None
+
+
+def beyond_classifier_scale(data: ImageDataset) -> str | None:
+    """Which limit of :data:`CLASSIFIER_SCALE` ``data`` exceeds, in words (None when it is within both)."""
     classes, pixels = CLASSIFIER_SCALE
-    return data.num_classes <= classes and data.images.shape[-1] <= pixels
+    over = ([f"{data.num_classes} classes, more than the {classes}"] if data.num_classes > classes else []) + (
+        [f"{data.images.shape[-1]} px images, larger than the {pixels} px"] if data.images.shape[-1] > pixels else [])
+    return f"{data.name} has {' and '.join(over)} the evaluation classifier is made for" if over else None
 
 
 def resolve_auto(request: "EvalRequest", data: ImageDataset, eval_command: bool = False) -> "EvalRequest":
@@ -102,7 +110,8 @@ class Evaluator:
             raise EvalError(f"{request.num_samples} samples cannot cover the {self.train.num_classes} classes of "
                             f"{self.train.name}: ask for at least {self.train.num_classes}")
         needs = [METRICS[m] for m in request.metrics]
-        # The backbone first: a missing Inception file fails before any slow or disk-writing work.
+        ref_data = self._load_splits(data_cfg, needs)
+        # Then the backbone: a bad split or a missing Inception file fails before any slow or disk-writing work.
         self.backbone: Backbone = build_backbone(
             request.backbone, self.train, self.device, resize=request.resize,
             inception_weights=request.inception_weights, allow_download=request.allow_download, progress=progress)
@@ -111,17 +120,32 @@ class Evaluator:
             self.classifier = (self.backbone.model if isinstance(self.backbone, ClassifierBackbone)
                                else load_or_train_classifier(self.train, self.device, progress))
         self.keep_images = any(m.needs_images for m in needs)
-        self.test = (load_dataset(data_cfg, "test")  # real test images score the classifier and CAS
-                     if any(m.needs_classifier or m.needs_images for m in needs) else None)
-        # folder / npz without a test split return the training images as "test"
-        self.test_held_out = self.test is None or self.test.identity != self.train.identity
         self._caveat_said = False
         self.ref = None
-        if any(m.needs_reference for m in needs):
-            ref_data = (self.train if request.ref_split == "train"
-                        else self.test if self.test is not None else load_dataset(data_cfg, "test"))
+        if ref_data is not None:
+            if self.ref_is_train and request.ref_split != "train":
+                warn(f"the {request.ref_split} split of {self.train.name} is its training images (it has no "
+                     f"held-out split): FID and PRDC measure closeness to the images the generator was trained on")
             self.ref = reference_statistics(ref_data, request.ref_split, self.backbone, progress)
         self.timing["setup_s"] = time.perf_counter() - t0
+
+    def _load_splits(self, data_cfg: DataConfig, needs: list) -> ImageDataset | None:
+        """Load the test split where a metric needs it (sets ``self.test``) and return the reference split's
+        data (None without a reference metric), after checking both list the training split's classes."""
+        self.test = (load_dataset(data_cfg, "test")  # real test images score the classifier and CAS
+                     if any(m.needs_classifier or m.needs_images for m in needs) else None)
+        ref_data = None
+        if any(m.needs_reference for m in needs):
+            ref_data = (self.train if self.request.ref_split == "train"
+                        else self.test if self.test is not None else load_dataset(data_cfg, "test"))
+        for other in (self.test, ref_data):  # a label must mean the same class in every split scored
+            if other is not None:
+                check_same_classes(self.train, other, split_label(data_cfg, "train"), split_label(data_cfg, "test"),
+                                   data_cfg)
+        # folder / npz without a test split return the training images as "test"
+        self.test_held_out = self.test is None or self.test.identity != self.train.identity
+        self.ref_is_train = ref_data is not None and ref_data.identity == self.train.identity
+        return ref_data
 
     def _sample(self, G: nn.Module, z_dim: int) -> EvalContext:
         r = self.request
@@ -175,6 +199,8 @@ class Evaluator:
         if self.ref is not None:
             out["reference"] = {k: self.ref.meta[k] for k in ("dataset", "split", "identity", "num_images")}
             out["reference"]["from_cache"] = self.ref.from_cache
+            # the reference is the generator's own training data: said in the record, not only in a warning
+            out["reference"]["training_images"] = self.ref_is_train
         if "is" in r.metrics:
             out["is"] = {"splits": r.is_splits, "logits": self.backbone.descriptor.get("logits", "class logits")}
         if "prdc" in r.metrics:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..data import load_dataset, to_float
+from ..data.classes import check_same_classes, split_label
 from ..notices import warn
 from .classifier import accuracy, classifier_caveat, conditional_accuracy, load_or_train_classifier
 
@@ -16,6 +17,8 @@ def final_report(trainer, progress: bool = True) -> dict:
     # the training data, already loaded; with data.subset the judge is trained on the whole training split
     train = load_dataset(cfg.data, "train") if cfg.data.subset else trainer.run.dataset
     test = load_dataset(cfg.data, "test")
+    # before the classifier is trained: its labels must mean the same classes in both splits
+    check_same_classes(train, test, split_label(cfg.data, "train"), split_label(cfg.data, "test"), cfg.data)
     held_out = test.identity != train.identity  # folder / npz without a test split return the train images
     clf = load_or_train_classifier(train, device=device, progress=progress)
     real_acc = accuracy(clf, to_float(test.images).to(device), test.labels.to(device))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import shlex
 import subprocess
@@ -21,10 +22,12 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import ConfigError
-from ..files import read_records
+from ..files import LockHeld, read_records, take_lock, write_text_atomic
+from ..notices import warn
 from .tables import CONDGAN_KEYS, Table
 
 EVAL_RECORD = "reproduce_eval.json"  # in the run dir, written by `condgan eval --out`
+LOCK = ".reproduce.lock"  # in OUT: held by the one reproduce running there
 # ReACGAN Fig. 2, logged per D step, with their column headings
 DIAGNOSTICS = {"d_feat_norm": "D feature norm", "d_head_grad_norm": "cond. loss grad norm, head weight",
                "d_cond_grad_norm": "cond. loss grad norm, features", "d_p_target": "p(target class) on reals"}
@@ -85,37 +88,95 @@ def describe(table: Table, seeds: list[int], out: Path, sets: list[str] = (), de
 
 def run(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device: str = "cpu",
         nproc: int = 1, echo=print) -> Path:
-    """Train and evaluate every unfinished row x seed, then write ``OUT/<table>.md``; returns its path."""
-    todo = jobs(table, seeds, out, sets, device, nproc)
-    for i, job in enumerate(todo, 1):
-        head = f"[{i}/{len(todo)}] {job.label} ({job.preset}, seed {job.seed})"
-        if job.record.is_file():
-            echo(f"{head}: finished before, skipped")
-            continue
-        job.run_dir.mkdir(parents=True, exist_ok=True)
-        (job.run_dir / "diverged.json").unlink(missing_ok=True)
-        times = {}
-        for what, command in (("train", job.train), ("eval", job.eval)):
-            echo(f"{head}: {what} ...")
-            start = time.perf_counter()
-            code, last = _run_logged(command, job.run_dir / "reproduce.log")
-            times[what] = time.perf_counter() - start
-            if code == 130:  # Ctrl-C reached the child too: stop here; a rerun resumes this row
-                raise KeyboardInterrupt
-            if code == 3:  # diverged: the table records it and goes on
-                (job.run_dir / "diverged.json").write_text(json.dumps({"error": last}) + "\n")
-                echo(f"{head}: diverged ({last})")
-                break
-            if code != 0:
-                raise ReproduceError(f"{table.name} row {job.label!r} seed {job.seed}: `{shlex.join(command)}` "
-                                     f"failed (exit {code}): {last} (log: {job.run_dir / 'reproduce.log'})")
-        else:
-            (job.run_dir / "reproduce_times.json").write_text(json.dumps(times) + "\n")
-            echo(f"{head}: done in {sum(times.values()) / 60:.1f} min")
-    path = out / f"{table.name}.md"
-    path.write_text(markdown(table, todo, device) + "\n")
+    """Train and evaluate every unfinished row x seed, then write ``OUT/<table>.md``; returns its path.
+
+    One reproduce at a time owns ``OUT`` (its rows' run dirs and tables): a second is refused at once.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _own(out)
+    try:
+        todo = jobs(table, seeds, out, sets, device, nproc)
+        for i, job in enumerate(todo, 1):
+            _run_job(table, job, f"[{i}/{len(todo)}] {job.label} ({job.preset}, seed {job.seed})", echo)
+        path = out / f"{table.name}.md"
+        write_text_atomic(path, markdown(table, todo, device) + "\n")
+    finally:
+        os.close(lock)
     echo(f"wrote {path}")
     return path
+
+
+def _own(out: Path) -> int:
+    """The exclusive lock of ``OUT/.reproduce.lock`` (an open fd); a ReproduceError when another holds it."""
+    try:
+        return take_lock(out / LOCK)
+    except LockHeld as held:
+        who = f" (pid {held.pid})" if held.pid else ""
+        raise ReproduceError(f"another condgan reproduce{who} is running in {out}; wait for it to finish, or "
+                             f"give this one another --out") from None
+
+
+def _run_job(table: Table, job: Job, head: str, echo) -> None:
+    """Train and evaluate one row x seed unless its record says it is finished."""
+    if _finished(job):
+        echo(f"{head}: finished before, skipped")
+        return
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    (job.run_dir / "diverged.json").unlink(missing_ok=True)
+    times = {}
+    for what, command in (("train", job.train), ("eval", job.eval)):
+        echo(f"{head}: {what} ...")
+        start = time.perf_counter()
+        code, last = _run_logged(command, job.run_dir / "reproduce.log")
+        times[what] = time.perf_counter() - start
+        if code == 130:  # Ctrl-C reached the child too: stop here; a rerun resumes this row
+            raise KeyboardInterrupt
+        if code == 3:  # diverged: the table records it and goes on
+            write_text_atomic(job.run_dir / "diverged.json", json.dumps({"error": last}) + "\n")
+            echo(f"{head}: diverged ({last})")
+            return
+        if code != 0:
+            raise ReproduceError(f"{table.name} row {job.label!r} seed {job.seed}: `{shlex.join(command)}` "
+                                 f"failed (exit {code}): {last} (log: {job.run_dir / 'reproduce.log'})")
+    write_text_atomic(job.run_dir / "reproduce_times.json", json.dumps(times) + "\n")
+    echo(f"{head}: done in {sum(times.values()) / 60:.1f} min")
+
+
+def _finished(job: Job) -> bool:
+    """Whether the job's eval record is there and readable. A damaged one (a killed disk, an editor) is moved
+    aside, with a warning, and the row counts as unfinished: evaluating it again loses nothing."""
+    if not (job.record.exists() or job.record.is_symlink()):
+        return False
+    problem = _record_problem(job.record)
+    if problem is None:
+        return True
+    aside = _aside(job.record)
+    os.rename(job.record, aside)
+    warn(f"{job.record} cannot be used ({problem}); kept as {aside}, evaluating {job.label!r} seed {job.seed} "
+         f"again")
+    return False
+
+
+def _record_problem(path: Path) -> str | None:
+    """Why ``path`` is not an eval record condgan eval wrote (None when it is one)."""
+    if path.is_symlink() or not path.is_file():
+        return "not a regular file"
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        return f"{type(e).__name__}: {' '.join(str(e).split())}" if str(e) else type(e).__name__
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+        return "no 'metrics' record in it"
+    return None
+
+
+def _aside(path: Path) -> Path:
+    """``<path>.damaged``, or ``.damaged-2``, ``-3``, ... : a name no earlier damaged file has."""
+    candidate, n = path.with_name(f"{path.name}.damaged"), 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}.damaged-{n}")
+    return candidate
 
 
 def _run_logged(command: list[str], log: Path) -> tuple[int, str]:
@@ -134,13 +195,27 @@ def _run_logged(command: list[str], log: Path) -> tuple[int, str]:
 
 # ------------------------------------------------------------------------------------------------ report
 def collect(job: Job) -> dict:
-    """The job's outcome: {'metrics': {...}} from its eval record, {'diverged': msg}, or {} (not run)."""
-    if job.record.is_file():
-        metrics = json.loads(job.record.read_text())["metrics"]
-        times = job.run_dir / "reproduce_times.json"
-        return {"metrics": metrics, "times": json.loads(times.read_text()) if times.is_file() else {}}
-    diverged = job.run_dir / "diverged.json"
-    return {"diverged": json.loads(diverged.read_text())["error"]} if diverged.is_file() else {}
+    """The job's outcome: {'metrics': {...}} from its eval record, {'diverged': msg}, or {} (not run). A side
+    file that cannot be read (times, divergence) is warned about and counts as absent."""
+    if _record_problem(job.record) is None:
+        metrics = json.loads(job.record.read_bytes())["metrics"]
+        times = _side_file(job.run_dir / "reproduce_times.json")
+        return {"metrics": metrics, "times": times if isinstance(times, dict) else {}}
+    diverged = _side_file(job.run_dir / "diverged.json")
+    if isinstance(diverged, dict):
+        return {"diverged": str(diverged.get("error", "see reproduce.log"))}
+    return {}
+
+
+def _side_file(path: Path) -> object:
+    """The JSON in ``path``, None if it is absent or (with a warning) unreadable."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        warn(f"ignoring unreadable {path} ({type(e).__name__}); the table shows it as missing")
+        return None
 
 
 def mean_std(values: list[float]) -> str:
@@ -167,10 +242,11 @@ def markdown(table: Table, todo: list[Job], device: str) -> str:
         outcomes = [(j.seed, collect(j)) for j in todo if j.label == row.label]
         done = [o for _, o in outcomes if "metrics" in o]
         cells = [row.label, f"`{row.preset}`", *[_fmt(row.paper.get(c)) for c in table.columns]]
-        cells += [mean_std([o["metrics"][CONDGAN_KEYS[c]] for o in done]) for c in measured]
+        values = {c: [o["metrics"].get(CONDGAN_KEYS[c]) for o in done] for c in measured}
+        cells += [mean_std([v for v in values[c] if _number(v)]) for c in measured]  # a damaged value: left out
         diverged = [f"seed {s} diverged" for s, o in outcomes if "diverged" in o]
         cells += [", ".join([f"{len(done)}/{len(outcomes)}", *diverged]),
-                  mean_std([o["times"]["train"] / 60 for o in done if "train" in o.get("times", {})])]
+                  mean_std([o["times"]["train"] / 60 for o in done if _number(o["times"].get("train"))])]
         lines.append("| " + " | ".join(cells) + " |")
     diag = diagnostics_table(table, todo)
     return "\n".join(lines + ([""] + diag if diag else []))
@@ -189,10 +265,11 @@ def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:
             continue
         cells = [row.label]
         for key in DIAGNOSTICS:
-            series = [[r[key] for r in log if key in r] for log in logs]
+            series = [[r[key] for r in log if _number(r.get(key))] for log in logs]  # a damaged line: left out
             series = [s for s in series if s]
             cells += [_first_peak_last(series)] if series else ["—"]
-        fids = [[r["eval"]["fid"] for r in log if "fid" in r.get("eval", {})] for log in logs]
+        fids = [[r["eval"]["fid"] for r in log if isinstance(r.get("eval"), dict) and _number(r["eval"].get("fid"))]
+                for log in logs]
         fids = [f for f in fids if f]
         cells.append(" / ".join(mean_std([f[i] for f in fids]) for i in (0, -1)) + " (best " +
                      mean_std([min(f) for f in fids]) + ")" if fids else "—")
@@ -213,6 +290,11 @@ def _first_peak_last(series: list[list[float]]) -> str:
         return [sum(b) / len(b) for b in blocks]
     picks = [(t[0], max(t), t[-1]) for t in map(tenths, series)]
     return " → ".join(f"{sum(p[i] for p in picks) / len(picks):.3g}" for i in range(3))
+
+
+def _number(value: object) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool): what a table cell can average."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _fmt(value: float | None) -> str:
