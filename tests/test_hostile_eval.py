@@ -259,6 +259,25 @@ def test_plot_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
     assert (mine / "losses.png").read_bytes() != first and "wrote" in out
 
 
+def test_plot_replaces_an_older_condgans_figures_in_the_run_but_a_matplotlib_png_elsewhere_is_kept(tmp_path, capsys):
+    """Figures an older plot wrote (matplotlib's own Software text, no stamp) in RUN/plots are plot's to replace;
+    the same kind of PNG in a folder the user gave is theirs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    run = _log(tmp_path / "run", [{"step": s, "d_loss": 1.0 / s, "lr_g": 2e-4} for s in (1, 2, 3)])
+    for folder in (run / "plots", tmp_path / "mine"):
+        folder.mkdir()
+        plt.figure().savefig(folder / "losses.png")  # matplotlib's default metadata: Software "Matplotlib version..."
+    plt.close("all")
+    mine = (tmp_path / "mine" / "losses.png").read_bytes()
+    assert run_main(capsys, "plot", str(run))[0] == 0
+    code, _, err = run_main(capsys, "plot", str(run), "--out", str(tmp_path / "mine"))
+    assert code == 2 and (tmp_path / "mine" / "losses.png").read_bytes() == mine
+    one_line_error(err, "not a plot condgan plot wrote")
+
+
 def test_plot_draws_what_is_finite_and_says_what_it_left_out(tmp_path, capsys):
     records = [{"step": 1, "d_loss": 1.0, "g_loss": 1e308}, {"step": 2, "d_loss": -1e308, "g_loss": 2.0},
                {"step": 3, "d_loss": 0.5, "g_loss": 1.5}, '{"step": 4, "d_loss": Infinity, "g_loss": NaN}',

@@ -130,31 +130,35 @@ def run_plot(args: argparse.Namespace) -> int:
              + ", ".join(f"{key}: {n}" for key, n in sorted(left_out.items())))
     out = Path(args.out) if args.out else run / "plots"
     out.mkdir(parents=True, exist_ok=True)
-    ours = {name: _check_target(out / f"{name}.png") for name in plotted}  # every refusal before any write
+    # condgan made RUN/plots: a matplotlib PNG at a figure's name there is a figure an older plot wrote unstamped
+    legacy = out.resolve() == (run / "plots").resolve()
+    ours = {name: _check_target(out / f"{name}.png", legacy) for name in plotted}  # every refusal before any write
     for name, panels in plotted.items():
         draw(name, panels, out / f"{name}.png", run.resolve().name, replace=ours[name])
         print(f"wrote {out / (name + '.png')} ({', '.join(panels)})")
     return 0
 
 
-def _check_target(path: Path) -> bool:
+def _check_target(path: Path, legacy: bool = False) -> bool:
     """True when ``path`` is a figure plot wrote (to be replaced), False when nothing is there; an EvalError
-    for anything else, which is the user's."""
+    for anything else, which is the user's. ``legacy``: also a figure of a condgan before the stamp (matplotlib's
+    own Software text)."""
     if not (path.exists() or path.is_symlink()):
         return False
-    if not path.is_symlink() and path.is_file() and _stamped(path):
+    if not path.is_symlink() and path.is_file() and _stamped(path, legacy):
         return True
     raise EvalError(f"{path} is not a plot condgan plot wrote; refusing to replace it (move it away, or give "
                     f"another --out)")
 
 
-def _stamped(path: Path) -> bool:
-    """Whether ``path`` is a PNG carrying plot's Software stamp."""
+def _stamped(path: Path, legacy: bool = False) -> bool:
+    """Whether ``path`` is a PNG carrying plot's Software stamp (or, ``legacy``, matplotlib's)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return image.format == "PNG" and image.info.get("Software") == STAMP
+            software = str(image.info.get("Software", ""))
+            return image.format == "PNG" and (software == STAMP or legacy and software.startswith("Matplotlib"))
     except (OSError, UnidentifiedImageError, ValueError):
         return False
 
