@@ -14,7 +14,8 @@ from ..data import ImageDataset, load_dataset
 from ..data.classes import check_class_lists, split_label
 from ..data.registry import reference_split
 from ..files import PendingFile, held_lock
-from ..generator import build_generator, check_checkpoint_model, checkpoint_config, find_checkpoint, standing_statistics
+from ..generator import (build_generator, check_checkpoint_model, checkpoint_config, read_checkpoint,
+                         standing_statistics)
 from ..metrics.backbones import BACKBONES
 from ..metrics.errors import EvalError
 from ..metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, Evaluator
@@ -23,12 +24,11 @@ from .sample import add_standing_stats_argument, check_standing_stats
 from ..train import checkpoint as ckpt
 
 
-def resolve_target(target: str) -> tuple[Path, Path]:
-    """(run dir, checkpoint) for a run dir (its latest checkpoint) or a checkpoint file."""
-    path = find_checkpoint(target)
+def run_dir_of(target: str, path: Path) -> Path:
+    """The run dir of a target that is a run dir, or of its checkpoint file ``path``."""
     if Path(target).is_dir():
-        return Path(target), path
-    return (path.parent.parent if path.parent.name == "checkpoints" else path.parent), path
+        return Path(target)
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -36,14 +36,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
     device = parse_device(args.device)
     _check_counts(args)
-    run_dir, path = resolve_target(args.target)
-    out = Path(args.out) if args.out else run_dir / "eval.json"
+    # read first: a checkpoint a running trainer prunes meanwhile is looked up again (sample's reading)
+    path, state = read_checkpoint(args.target, ckpt.GENERATOR_KEYS)
+    out = Path(args.out) if args.out else run_dir_of(args.target, path) / "eval.json"
     if not out.parent.is_dir():
         raise EvalError(f"--out {out}: the folder {out.parent} does not exist")
     if (out.exists() or out.is_symlink()) and not _is_eval_record(out):
         raise EvalError(f"--out {out} exists and is not an eval record (a JSON file condgan eval wrote); "
                         f"refusing to overwrite it")
-    state = ckpt.load_checkpoint(path, ckpt.GENERATOR_KEYS)
     check_checkpoint_model(state, path)  # sample's, import's and init_from's check, before any slow work
     cfg = checkpoint_config(state, path)
     ref_split = reference_split(cfg.data.name) if args.ref == "auto" else args.ref
