@@ -22,13 +22,14 @@ class GenBlock(nn.Module):
     """Residual up-block: forward(x [B, in, H, W], a [B, affine_dim]) -> [B, out, 2H, 2W].
 
     ``a`` conditions both BNs (BigGAN: shared class embedding + a z chunk; SNGAN/FastGAN: the class one-hot).
+    ``bn_eps``: the BNs' eps (StudioGAN's 1e-4 by default; each architecture passes its reference's).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, affine_dim: int, sn: bool) -> None:
+    def __init__(self, in_ch: int, out_ch: int, affine_dim: int, sn: bool, bn_eps: float = 1e-4) -> None:
         super().__init__()
-        self.cbn1 = ConditionalBatchNorm2d(in_ch, affine_dim, sn=sn)
+        self.cbn1 = ConditionalBatchNorm2d(in_ch, affine_dim, sn=sn, eps=bn_eps)
         self.conv0 = conv2d(in_ch, out_ch, 3, padding=1, sn=sn)
-        self.cbn2 = ConditionalBatchNorm2d(out_ch, affine_dim, sn=sn)
+        self.cbn2 = ConditionalBatchNorm2d(out_ch, affine_dim, sn=sn, eps=bn_eps)
         self.conv1 = conv2d(out_ch, out_ch, 3, padding=1, sn=sn)
         self.conv_sc = conv2d(in_ch, out_ch, 1, sn=sn)
 

@@ -11,9 +11,10 @@ g_conv_dim / d_conv_dim, 64 in its configs), D blocks' shortcuts on relu(x).
 ``resnet32``: the same 32 px net with model.g_width / d_width read as the block widths themselves (256 / 128),
 the name runs made before ``resnet`` existed resume under.
 ``fastgan``: the official FastGAN nets (:data:`~condgan.nets.stages.FASTGAN_LAYOUTS`): D's hidden convs keep
-the input width and its shortcut sees the raw x; no SN, Xavier init and per-class BN gains starting at 1.
-Left as in the rest of condgan: BN eps 1e-4 (the reference: 2e-5 in the per-class BNs, 1e-5 in the last), and a
-bias-free classifier head unless ``model.cls_bias`` (the reference has one).
+the input width and its shortcut sees the raw x; no SN, Xavier init and per-class BN gains starting at 1; G's
+BN eps the code's (:data:`~condgan.nets.stages.FASTGAN_BN_EPS`: 2e-5 in the per-class BNs, torch's 1e-5 in the
+last and in the plain BNs of the unconditional G; StudioGAN's nets keep its 1e-4). Left as in the rest of
+condgan: a bias-free classifier head unless ``model.cls_bias`` (the reference has one).
 ``conditional=False`` gives the unconditional G of the "w/o condition" rows (one class: plain BN affine).
 """
 from __future__ import annotations
@@ -27,28 +28,31 @@ from torch.nn import functional as F
 from .blocks import DiscBlock, DiscOptBlock, GenBlock
 from .heads import DiscriminatorHeads, DOutput
 from .layers import ConditionalBatchNorm2d, SelfAttention, class_onehot, conv2d, init_weights, linear
-from .stages import StageTable
+from .stages import STUDIOGAN_BN_EPS, BNEps, StageTable
 
 
 class ResNetGenerator(nn.Module):
     """G(z [B, z_dim], y [B] long) -> images [B, img_channels, R, R] in [-1, 1], R = 4 * 2^(len(channels) - 1).
 
     ``channels`` lists the widths at 4x4 and after each up-block; ``attn_after``: the block (from 1) whose
-    output gets self-attention, 0 = none.
+    output gets self-attention, 0 = none; ``bn_eps``: the BNs' eps, as the architecture's reference sets them
+    (the blocks' per-class ones, or their plain ones when unconditional, and the last).
     """
 
     def __init__(self, z_dim: int, num_classes: int, channels: Sequence[int], img_channels: int = 3,
-                 sn: bool = False, init: str = "orthogonal", conditional: bool = True, attn_after: int = 0) -> None:
+                 sn: bool = False, init: str = "orthogonal", conditional: bool = True, attn_after: int = 0,
+                 bn_eps: BNEps = STUDIOGAN_BN_EPS) -> None:
         super().__init__()
         self.z_dim, self.channels, self.conditional = z_dim, tuple(channels), conditional
         self.num_classes = num_classes if conditional else 1
         self.linear0 = linear(z_dim, channels[0] * 4 * 4, sn=sn)
-        self.blocks = nn.ModuleList(GenBlock(c_in, c_out, self.num_classes, sn)
+        block_eps = bn_eps.cond if conditional else bn_eps.plain
+        self.blocks = nn.ModuleList(GenBlock(c_in, c_out, self.num_classes, sn, bn_eps=block_eps)
                                     for c_in, c_out in zip(channels[:-1], channels[1:]))
         self.attn_after = attn_after
         if attn_after:
             self.attn = SelfAttention(channels[attn_after], sn)
-        self.bn = nn.BatchNorm2d(channels[-1], eps=1e-4, momentum=0.1)
+        self.bn = nn.BatchNorm2d(channels[-1], eps=bn_eps.out, momentum=0.1)
         self.conv_out = conv2d(channels[-1], img_channels, 3, padding=1, sn=sn)
         init_weights(self, init)
 
@@ -109,7 +113,8 @@ def resnet_pair(stages: StageTable, z_dim: int, num_classes: int, g_width: int, 
     """(G, D) of one stage table, widths multiplied by ``g_width`` / ``d_width``; attention where the table
     puts it when ``attention`` (SAGAN)."""
     g = ResNetGenerator(z_dim, num_classes, [g_width * m for m in stages.g_channels], img_channels, sn=g_sn,
-                        init=init, conditional=conditional, attn_after=stages.g_attn_after if attention else 0)
+                        init=init, conditional=conditional, attn_after=stages.g_attn_after if attention else 0,
+                        bn_eps=stages.g_bn_eps)
     d = ResNetDiscriminator(num_classes, [d_width * m for m in stages.d_channels], stages.d_down, img_channels,
                             cond=cond, embed_dim=embed_dim, sn=d_sn, init=init, aux=aux,
                             attn_after=stages.d_attn_after if attention else 0, hidden_in=stages.d_hidden_in,

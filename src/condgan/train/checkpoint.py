@@ -17,7 +17,9 @@ import torch
 
 from ..files import load_verified
 
-FORMAT = 2  # the "format" every checkpoint records; 2: D blocks as the reference runs them (see train.resume)
+# The "format" every checkpoint records, raised when a net's function changes (train.resume warns on resuming an
+# older one): 2, D blocks as the reference runs them; 3, FastGAN's G with the official code's BN eps.
+FORMAT = 3
 _NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")  # at least 8 digits: step 100,000,000 has 9
 
 
@@ -100,12 +102,18 @@ def check_checkpoint(state: object, path: Path, required: tuple[str, ...] = TRAI
         raise CheckpointError(f"{path} is not a condgan checkpoint: no '{missing[0]}' in it "
                               f"(keys: {', '.join(map(str, list(state)[:8])) or 'none'})")
     bad = [k for k in required if k in _MODULE_KEYS + ("config",) and not isinstance(state[k], dict)]
-    step = state.get("step")
-    if not bad and "step" in required and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        bad = ["step"]
+    bad += [k for k in ("step", "format") if k in required and not _count(state[k], 0 if k == "step" else 1)]
     if bad:
         raise CheckpointError(f"{path} is not a condgan checkpoint: '{bad[0]}' has the wrong type or value")
+    if "format" in required and state["format"] > FORMAT:  # its nets may compute what this condgan's do not
+        raise CheckpointError(f"{path} was written by a newer condgan (checkpoint format {state['format']}; this "
+                              f"one reads formats up to {FORMAT}): resume it with that condgan, or use another --out")
     return state
+
+
+def _count(value: object, least: int) -> bool:
+    """Whether ``value`` is an int (not a bool) of at least ``least``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def load_checkpoint(path: Path, required: tuple[str, ...] = TRAINING_KEYS) -> dict:

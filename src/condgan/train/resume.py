@@ -20,6 +20,12 @@ from . import checkpoint as ckpt
 # them; older checkpoints were trained with the shortcut on x.
 RELU_SHORTCUT_FORMAT = 2
 RELU_SHORTCUT_ARCHS = ("biggan32", "resnet32")
+# Since format 3 FastGAN's G normalises with the official code's BN eps (nets.stages.FASTGAN_BN_EPS); older
+# checkpoints were trained with 1e-4 in every BN.
+BN_EPS_FORMAT = 3
+BN_EPS_ARCHS = ("fastgan",)
+BN_EPS_CHANGE = ("was trained with BN eps 1e-4 in G; this condgan uses the official FastGAN code's (2e-5 in the "
+                 "per-class BNs, 1e-5 in the others)")
 
 
 @dataclass
@@ -94,10 +100,26 @@ def check_resume(requested: Config, point: ResumePoint, run_dir: Path) -> Config
     if point.step > requested.train.steps:
         raise ckpt.CheckpointError(f"checkpoint {point.path} is at step {point.step}, beyond train.steps="
                                    f"{requested.train.steps}: set train.steps to at least {point.step} to resume it")
-    if point.state["format"] < RELU_SHORTCUT_FORMAT and requested.model.arch in RELU_SHORTCUT_ARCHS:
+    _warn_older_format(point, requested.model.arch)
+    return saved
+
+
+def _warn_older_format(point: ResumePoint, arch: str) -> None:
+    """One line per change of a net's function since the checkpoint's format (a run resumes across them)."""
+    fmt = point.state["format"]
+    if fmt < RELU_SHORTCUT_FORMAT and arch in RELU_SHORTCUT_ARCHS:
         warn(f"checkpoint {point.path} was trained with D blocks whose shortcut sees x; this condgan runs the "
              f"reference block (shortcut on relu(x)), so D's function changes from step {point.step} on")
-    return saved
+    if fmt < BN_EPS_FORMAT and arch in BN_EPS_ARCHS:
+        warn(f"checkpoint {point.path} {BN_EPS_CHANGE}, so G's function changes from step {point.step} on")
+
+
+def warn_changed_generator(state: dict, path: Path, arch: str) -> None:
+    """Warn (one line naming ``path``) when the G of a checkpoint read for its generator (sample, eval) computes
+    another function in this condgan than the one it was trained as."""
+    fmt = state.get("format")
+    if isinstance(fmt, int) and fmt < BN_EPS_FORMAT and arch in BN_EPS_ARCHS:
+        warn(f"checkpoint {path} {BN_EPS_CHANGE}, so its images differ slightly from those of the G it trained")
 
 
 def check_same_data(point: ResumePoint, identity: str, requested: Config) -> None:
