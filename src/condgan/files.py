@@ -274,6 +274,27 @@ def take_lock(path: str | Path) -> int:
     return fd
 
 
+# torch.save's legacy (pre-1.6, non-zip) format opens with this number pickled (torch.serialization's MAGIC_NUMBER)
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def not_a_torch_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a torch.save file (a folder, empty, a torn zip, neither of torch's formats), in
+    words; None when it may be one. Only its first bytes and its zip directory are read."""
+    if path.is_dir():
+        return "is a folder, not a PyTorch checkpoint"
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if not head:
+        return "is empty (0 bytes), not a PyTorch checkpoint: copy it again"
+    if head.startswith(b"PK\x03\x04"):  # a zip, as torch.save writes: its directory is at the end
+        return None if zipfile.is_zipfile(path) else ("is a truncated or damaged zip (torch.save's format): its "
+                                                      "end is missing; copy it again")
+    if head.startswith(b"\x80") and _LEGACY_MAGIC in head:
+        return None
+    return "is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy one)"
+
+
 class CorruptFile(ValueError):
     """A file whose stored checksums do not match its contents (a flipped bit, a bad disk)."""
 
@@ -285,6 +306,9 @@ def load_verified(path: str | Path) -> object:
     tensor would load silently as a changed weight. Raises CorruptFile naming the damaged member.
     """
     path = Path(path)
+    problem = not_a_torch_file(path)
+    if problem is not None:
+        raise CorruptFile(f"{path} cannot be read: it {problem}")
     if zipfile.is_zipfile(path):  # torch's legacy (non-zip) format carries no checksums
         with zipfile.ZipFile(path) as archive:
             try:

@@ -16,7 +16,6 @@ import argparse
 import copy
 import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 
 from ..config import Config, ConfigError, to_dict, to_yaml
 from ..data.registry import KNOWN_SHAPES
-from ..files import save_atomic, write_text_atomic
+from ..files import not_a_torch_file, save_atomic, write_text_atomic
 from ..generator import check_model, generator_record
 from ..studiogan import BACKBONES, NonFiniteState, StudioGANError, check_finite, load_studiogan
 from ..train import checkpoint as ckpt
@@ -62,27 +61,6 @@ def studiogan_files(target: Path, which: str | None) -> tuple[dict[str, Path], s
         raise ckpt.CheckpointError(f"{folder} holds no '{which}' generator (it has: {', '.join(kinds)}); "
                                    f"choose with --which")
     return files, which
-
-
-# torch.save's legacy (pre-1.6, non-zip) format opens with this number pickled (torch.serialization's MAGIC_NUMBER)
-_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-
-
-def not_a_torch_file(path: Path) -> str | None:
-    """Why ``path`` cannot be a torch.save file (a folder, empty, a torn zip, neither of torch's formats), in
-    words; None when it may be one. Only its first bytes and its zip directory are read."""
-    if path.is_dir():
-        return "is a folder, not a PyTorch checkpoint"
-    with open(path, "rb") as f:
-        head = f.read(32)
-    if not head:
-        return "is empty (0 bytes), not a PyTorch checkpoint: copy it again"
-    if head.startswith(b"PK\x03\x04"):  # a zip, as torch.save writes: its directory is at the end
-        return None if zipfile.is_zipfile(path) else ("is a truncated or damaged zip (torch.save's format): its "
-                                                      "end is missing; copy it again")
-    if head.startswith(b"\x80") and _LEGACY_MAGIC in head:
-        return None
-    return "is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy one)"
 
 
 def read_studiogan(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import load_verified
+from ..files import CorruptFile, load_verified
 
 # The "format" every checkpoint records, raised when a net's function changes (train.resume warns on resuming an
 # older one): 2, D blocks as the reference runs them; 3, FastGAN's G with the official code's BN eps.
@@ -75,6 +75,8 @@ def load(path: Path) -> object:
     foreign file is a one-line error naming it."""
     try:
         return load_verified(path)
+    except CorruptFile as e:  # not a torch file at all, or a damaged one: the message names it and says why
+        raise CheckpointError(f"checkpoint {e}") from None
     except pickle.UnpicklingError:  # torch's own message advises weights_only=False: never for a checkpoint
         raise CheckpointError(f"checkpoint {path} cannot be read: it holds pickled objects other than tensors and "
                               f"plain values, which condgan never unpickles") from None
