@@ -58,7 +58,7 @@ def test_mnist5k_is_deterministic(mnist):
 
 
 def test_mnist5k_resolution(mnist):
-    small = load_dataset(DataConfig(name="mnist5k", resolution=16), "test")
+    small = load_dataset(DataConfig(name="mnist5k", resolution=16, resize=True), "test")
     assert small.images.shape == (1000, 1, 16, 16) and small.images.dtype == torch.uint8
     assert torch.equal(small.labels, mnist[1].labels)
 
@@ -106,7 +106,7 @@ def test_cifar10_from_archive_dir(tmp_path):
 
 def test_cifar100_from_archive_file(tmp_path):
     archive = _make_cifar(tmp_path / "c100.tar.gz", hundred=True)
-    cfg = DataConfig(name="cifar100", root=str(archive), download=False, resolution=16)
+    cfg = DataConfig(name="cifar100", root=str(archive), download=False, resolution=16, resize=True)
     train = load_dataset(cfg, "train")
     assert train.images.shape == (20, 3, 16, 16) and train.num_classes == 100
     assert train.labels.tolist() == list(range(20))
@@ -171,11 +171,12 @@ def test_folder_dataset(tmp_path):
         _png(tmp_path / "cats" / f"{i}.png", (255, 0, 0))
         _png(tmp_path / "dogs" / f"{i}.PNG", (0, 0, 255))
     (tmp_path / "dogs" / "notes.txt").write_text("ignored")
-    ds = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8))
+    ds = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8, resize=True))
     assert ds.images.shape == (6, 3, 8, 8) and ds.num_classes == 2
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1] and ds.classes == ("cats", "dogs")
     assert ds.images[0, :, 4, 4].tolist() == [255, 0, 0] and ds.images[5, :, 4, 4].tolist() == [0, 0, 255]
-    assert torch.equal(load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8), "test").images,
+    assert torch.equal(load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8, resize=True),
+                                    "test").images,
                        ds.images)
 
 
@@ -185,14 +186,14 @@ def test_folder_errors(tmp_path):
     _png(tmp_path / "a" / "ok.png", (1, 2, 3))
     bad = tmp_path / "a" / "x.png"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 200, dtype=np.uint8).tobytes())
-    _raises(str(bad), load_dataset, DataConfig(name="folder", root=str(tmp_path)))
+    _raises(str(bad), load_dataset, DataConfig(name="folder", root=str(tmp_path), resize=True))
 
 
 def test_folder_train_test_layout(tmp_path):
     _png(tmp_path / "train" / "a" / "0.png", (9, 9, 9))
     _png(tmp_path / "train" / "b" / "0.png", (9, 9, 9))
     _png(tmp_path / "test" / "b" / "0.jpg", (9, 9, 9))
-    test = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=4), "test")
+    test = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=4, resize=True), "test")
     assert test.labels.tolist() == [1] and test.num_classes == 2
 
 
@@ -212,7 +213,7 @@ def test_npz_dataset(tmp_path):
         np.savez(path, images=images, labels=np.array([0, 1, 2, 0, 1, 2]), class_names=names)
         assert load_dataset(DataConfig(name="npz", root=str(path))).classes == ("a", "b", "c")
     np.savez(path, images=images.transpose(0, 3, 1, 2), labels=np.arange(6))
-    chw = load_dataset(DataConfig(name="npz", root=str(path), resolution=16), "test")
+    chw = load_dataset(DataConfig(name="npz", root=str(path), resolution=16, resize=True), "test")
     assert chw.images.shape == (6, 3, 16, 16) and chw.num_classes == 6
     np.savez(path, images=images[..., 0], labels=np.arange(6))  # [N, H, W] -> one channel
     assert load_dataset(DataConfig(name="npz", root=str(path))).images.shape == (6, 1, 32, 32)

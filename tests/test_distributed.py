@@ -81,7 +81,7 @@ def test_collectives_match_one_process(tmp_path):
 # (measured: a 64 px BigGAN's weights 4e-4 apart after 3 steps, with accumulation 4e-5). The pipeline under
 # test is the same; only the optimiser's amplification of float32 rounding is taken out.
 MOMENTUM_SGD = ["optim.eps=1", "optim.g_lr=0.02", "optim.d_lr=0.02"]
-BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "model.z_dim=20", *MOMENTUM_SGD]
+BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "data.resize=true", "model.z_dim=20", *MOMENTUM_SGD]
 
 
 # StyleGAN2's strategy with every phase on: R1 as its own (synced) D step, path length (its mean over the global

@@ -156,7 +156,7 @@ def test_every_architecture_is_rebuilt_from_its_checkpoint_alone(tmp_path, arch,
     rng = np.random.default_rng(1)
     np.savez(path, images=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), labels=np.arange(12) % 3,
              class_names=np.array(["a", "b", "c"]))
-    sets = [f"model.arch={arch}", f"data.resolution={res}", "data.name=npz", f"data.root={path}",
+    sets = [f"model.arch={arch}", f"data.resolution={res}", "data.resize=true", "data.name=npz", f"data.root={path}",
             "train.batch_size=4", "model.g_width=8", "model.d_width=8", "train.sample_every=100"]
     sets += {"biggan": [f"model.z_dim={ {32: 80, 64: 80, 128: 96, 256: 112}[res]}"], "fastgan": ["model.g_sn=false"],
              "deep_cnn": [], "resnet32": ["model.g_width=16", "model.d_width=16"]}.get(arch, [])

@@ -27,7 +27,8 @@ def assert_bitwise_equal(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "model.z_dim=20", "model.shared_dim=8"]
+BIGGAN64 = ["model.arch=biggan", "data.resolution=64", "data.resize=true", "model.z_dim=20",
+            "model.shared_dim=8"]
 
 
 @pytest.mark.parametrize("n_dis,sets", [(1, []), (2, []), (2, BIGGAN64),

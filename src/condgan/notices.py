@@ -1,5 +1,6 @@
-"""condgan's warnings: a category of their own, so the command line prints them as one ``condgan: warning:``
-line on stderr and library users can filter them (``warnings.simplefilter("error", CondganWarning)``)."""
+"""condgan's warnings: a category of their own, so library users can filter them
+(``warnings.simplefilter("error", CondganWarning)``); the command line prints every warning, condgan's and its
+libraries' (PIL's decompression-bomb warning, say), as one ``condgan: warning:`` line on stderr."""
 from __future__ import annotations
 
 import sys
@@ -15,14 +16,18 @@ def warn(message: str) -> None:
     warnings.warn(message, CondganWarning, stacklevel=3)
 
 
+def warning_line(message: Warning | str, category: type[Warning]) -> str:
+    """``condgan: warning: <message>`` in one line; another library's warning says its category too."""
+    text = " ".join(str(message).split())
+    own = issubclass(category, CondganWarning)
+    return f"condgan: warning: {text}" + ("" if own else f" ({category.__name__})")
+
+
 def print_warnings_as_lines() -> None:
-    """Show CondganWarnings as ``condgan: warning: <message>`` on stderr (other warnings keep their format)."""
-    default = warnings.showwarning
+    """Show every warning as one :func:`warning_line` on stderr: a user of the command line sees no Python
+    source lines or file:line prefixes, whichever library warned."""
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
-        if issubclass(category, CondganWarning):
-            print(f"condgan: warning: {message}", file=sys.stderr)
-        else:
-            default(message, category, filename, lineno, file, line)
+        print(warning_line(message, category), file=sys.stderr if file is None else file)
 
     warnings.showwarning = show

@@ -12,18 +12,23 @@ from ..data.store import DEFAULT_RESIZER, RESIZERS
 def run_prepare(args: argparse.Namespace) -> int:
     from ..data.base import DataError, check_resolution
     from ..data.prepared import prepare
+    from ..data.registry import largest_resolution
 
-    check_resolution(args.resolution)
-    if args.workers < 0:
-        raise DataError(f"--workers must be >= 0 (0 = every core), got {args.workers}")
+    check_resolution(args.resolution, "--resolution", largest_resolution())  # named as the user typed it
+    cores = os.cpu_count() or 1
+    if args.workers < 0 or args.workers > 4 * cores:  # decoding is CPU-bound: thousands of forks help nothing
+        raise DataError(f"--workers must be >= 0 (0 = every core) and at most {4 * cores} (4 per core of this "
+                        f"machine), got {args.workers}")
     done = prepare(args.data, args.root, args.resolution, args.resizer, args.classes or "", tuple(args.split),
                    args.workers, progress=not args.no_progress)
     for split, folder, manifest in done:
         print(f"{args.data} {split}: {manifest['count']:,} images of {len(manifest['classes'])} classes at "
               f"{manifest['resolution']} px ({manifest['resizer']}) in {folder}")
-    root = os.path.abspath(os.path.expanduser(args.root))  # the store is found from any working directory
+    # absolute paths: the hint (the store, the class list) works from any working directory
+    root = os.path.abspath(os.path.expanduser(args.root))
+    classes = os.path.abspath(os.path.expanduser(args.classes)) if args.classes else ""
     settings = [f"data.name={args.data}", f"data.root={root}", f"data.resolution={args.resolution}",
-                f"data.resizer={args.resizer}"] + ([f"data.classes={args.classes}"] if args.classes else [])
+                f"data.resizer={args.resizer}"] + ([f"data.classes={classes}"] if classes else [])
     print("train on it with: " + " ".join(f"--set {shlex.quote(s)}" for s in settings))
     return 0
 
@@ -35,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, choices=list(READERS), metavar="NAME",
                    help="; ".join(f"{r.name}: {r.about}" for r in READERS.values()))
     p.add_argument("--root", required=True, help="the downloaded dataset's folder (the layout it ships in)")
-    p.add_argument("--resolution", required=True, type=int, help="side length of the stored images")
+    p.add_argument("--resolution", required=True, type=int,
+                   help="side length of the stored images (4 up to the largest any architecture takes)")
     p.add_argument("--resizer", default=DEFAULT_RESIZER, choices=list(RESIZERS),
                    help=f"PIL filter of the resize after the centre crop (default {DEFAULT_RESIZER}, StudioGAN's "
                         "documented choice); images already at the resolution are never resized")

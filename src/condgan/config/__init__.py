@@ -11,15 +11,17 @@ from pathlib import Path
 import yaml
 
 from ..data.registry import reference_split
-from .keys import apply_tree, did_you_mean, diff, parse_override, set_value, to_dict, to_flat, valid_keys, yaml_load
+from .keys import (apply_tree, did_you_mean, diff, parse_override, set_value, to_dict, to_flat, valid_keys,
+                   with_legacy_keys, yaml_load)
 from .schema import (AugConfig, Config, ConfigError, DataConfig, EvalConfig, LogConfig, LossConfig, ModelConfig,
                      OptimConfig, RegConfig, RobustConfig, SpeedConfig, TrainConfig)
 from .validate import validate
 
 
 def from_dict(tree: dict) -> Config:
+    """A saved config (a checkpoint's, a run's config.yaml), older ones with their keys' values of the time."""
     cfg = Config()
-    apply_tree(cfg, tree)
+    apply_tree(cfg, with_legacy_keys(tree))
     return _resolved(cfg)
 
 

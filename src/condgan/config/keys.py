@@ -169,11 +169,20 @@ def diff(a: Config, b: Config) -> list[str]:
 
 
 # What a resumed run may change: how long it runs and how it reports, never what it computes. Descriptive keys
-# are not compared at all.
+# are not compared at all. data.resize only allows resizing: the images it gives are checked by their identity.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
-                  "train.grid_classes", "data.residency")
+                  "train.grid_classes", "data.residency", "data.resize")
 RESUMABLE_SECTIONS = ("eval.", "log.")
 DESCRIPTIVE_KEYS = ("description", "reproduces")
+
+
+def with_legacy_keys(tree: dict) -> dict:
+    """A saved config ``tree`` (a checkpoint's, a run's config.yaml) given the values its run had of keys added
+    since: before data.resize, images of another size were resized without being asked."""
+    data = tree.get("data")
+    if isinstance(data, dict) and "resize" not in data:
+        tree = {**tree, "data": {**data, "resize": True}}
+    return tree
 
 
 def resume_conflicts(saved: Config, requested: Config) -> list[str]:

@@ -28,6 +28,10 @@ class DataConfig:
     # dir (cifar) where that makes sense
     root: str = ""
     resolution: int = 32  # image side in pixels (32, 64, 128 or 256, as the architecture allows)
+    # images not at data.resolution (cifar and mnist5k are 32 px): false = a one-line error; true = centre-crop
+    # and resize them, cifar / mnist5k / npz with torch's antialiased bilinear, folder with PIL bicubic (prepared
+    # datasets are resized by condgan prepare, with data.resizer)
+    resize: bool = False
     resizer: str = _choice(*RESIZERS, default=DEFAULT_RESIZER)  # prepared datasets: PIL filter of the resize
     classes: str = ""  # imagenet143: the file listing its wnids
     residency: str = _choice(*RESIDENCIES, default="auto")  # where training images live: data/residency.py

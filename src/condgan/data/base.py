@@ -92,11 +92,32 @@ def first_per_class(dataset: ImageDataset, k: int, seed: int = SUBSET_SEED) -> I
                         f"{dataset.name}-first{k}", dataset.classes)
 
 
-def check_resolution(resolution: int) -> int:
-    """Return ``resolution`` if it is a usable image side length, else raise DataError."""
+def check_resolution(resolution: int, name: str = "data.resolution", largest: int | None = None) -> int:
+    """Return ``resolution`` if it is a usable image side length (at most ``largest``, when given), else raise
+    DataError naming ``name``: the config key or the flag, as the user wrote it."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 4:
-        raise DataError(f"data.resolution must be an integer >= 4, got {resolution!r}")
+        raise DataError(f"{name} must be an integer >= 4, got {resolution!r}")
+    if largest is not None and resolution > largest:
+        raise DataError(f"{name} {resolution} is larger than any condgan network takes: at most {largest} px")
     return resolution
+
+
+# What data.resize=true resizes in-memory images with (config/schema.py's help text says the same).
+TENSOR_RESIZER = "torch's antialiased bilinear"
+
+
+def fit_resolution(images: torch.Tensor, resolution: int, resize: bool, source: str) -> torch.Tensor:
+    """uint8 [N, C, H, W] images at ``resolution`` x ``resolution`` as they are; others centre-cropped and
+    resized (:func:`resize_uint8`) only when the user asked for it (``resize``: data.resize), else a DataError
+    naming ``source``: data of another size must never be resized without a word."""
+    height, width = images.shape[-2:]
+    if (height, width) == (resolution, resolution):
+        return images.contiguous()
+    if not resize:
+        raise DataError(f"{source} holds {width}x{height} px images, data.resolution is {resolution}: set "
+                        f"data.resize=true to centre-crop and resize them ({TENSOR_RESIZER}), or give "
+                        f"{resolution} px data")
+    return resize_uint8(images, resolution)
 
 
 def center_crop_square(images: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from condgan.data.base import DataError, ImageDataset, make_dataset, resize_uint8
+from condgan.data.base import DataError, ImageDataset, fit_resolution, make_dataset
 from condgan.data.download import cache_dir, download
 
 
@@ -115,8 +115,9 @@ def _batch_arrays(batch: object, label_key: bytes, where: str) -> tuple[np.ndarr
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar(name: str, split: str, root: str, resolution: int, allow_download: bool) -> ImageDataset:
-    """uint8 [N, 3, R, R] CIFAR images (50k train / 10k test), resized from 32 when R != 32."""
+def load_cifar(name: str, split: str, root: str, resolution: int, allow_download: bool,
+               resize: bool = False) -> ImageDataset:
+    """uint8 [N, 3, R, R] CIFAR images (50k train / 10k test); R != 32 needs ``resize`` (data.resize)."""
     spec = SPECS[name]
     path = ensure_archive(spec, root, allow_download)
     wanted = spec.train_members if split == "train" else spec.test_members
@@ -126,7 +127,8 @@ def load_cifar(name: str, split: str, root: str, resolution: int, allow_download
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= spec.num_classes):
         raise DataError(f"{path}: {spec.name} labels outside [0, {spec.num_classes})")
-    return make_dataset(resize_uint8(images, resolution), labels, spec.num_classes, spec.name,
+    return make_dataset(fit_resolution(images, resolution, resize, f"{spec.name} ({path})"), labels,
+                        spec.num_classes, spec.name,
                         _class_names(members.get(spec.meta_member), spec))
 
 

@@ -6,6 +6,8 @@ held-out set, so "test" metrics are then computed on the training images).
 """
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +15,36 @@ import torch
 from PIL import Image
 
 from condgan.data.base import DataError, ImageDataset, make_dataset
+from condgan.notices import warn
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+FILE_RESIZER = "PIL bicubic"  # what data.resize=true resizes a folder dataset's files with
+
+
+def link_error(path: Path) -> DataError | None:
+    """A DataError naming ``path`` when it is a link that leads nowhere (dangling, or a loop), else None: such a
+    link in a dataset folder is a file or class the user meant to have, so it is never skipped in silence."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as err:
+        return DataError(f"{path} is a link that leads nowhere ({err.strerror or err}): restore its target or "
+                         f"remove it")
+    return None
 
 
 def _visible_dirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    dirs = []
+    for p in sorted(path.iterdir()):
+        if p.name.startswith("."):
+            continue
+        broken = link_error(p)
+        if broken is not None:
+            raise broken
+        if p.is_dir():
+            dirs.append(p)
+    return dirs
 
 
 def _split_root(root: Path, split: str) -> Path:
@@ -29,25 +55,44 @@ def _split_root(root: Path, split: str) -> Path:
 
 
 def list_images(class_dir: Path) -> list[Path]:
-    """Image files under ``class_dir`` (recursively, case-insensitive suffix), in sorted order."""
-    return sorted(p for p in class_dir.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    """Image files under ``class_dir`` (recursively, case-insensitive suffix), in sorted order; a link that
+    leads nowhere is a DataError naming it."""
+    found = []
+    for p in class_dir.rglob("*"):
+        if p.name.startswith("."):
+            continue
+        if p.is_file():
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(p)
+        elif (broken := link_error(p)) is not None:
+            raise broken
+    return sorted(found)
 
 
-def read_image(path: Path, resolution: int, resample: int = Image.Resampling.BICUBIC) -> np.ndarray:
+def read_image(path: Path, resolution: int, resample: int = Image.Resampling.BICUBIC,
+               resize: bool = True) -> np.ndarray:
     """One image file -> uint8 [R, R, 3]: RGB, centre-cropped to its short side, resized with ``resample`` (a PIL
-    filter; not at all when the crop already has side R)."""
-    try:
-        with Image.open(path) as img:
-            img = _to_rgb(img)  # also forces the full decode, so truncated files fail here
-            side = min(img.size)
-            left, top = (img.width - side) // 2, (img.height - side) // 2
-            img = img.crop((left, top, left + side, top + side))
-            if side != resolution:
-                img = img.resize((resolution, resolution), resample)
-            return np.asarray(img, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
+    filter; not at all when the crop already has side R). ``resize`` False: an image that is not R x R is a
+    DataError (data.resize). PIL's warnings (a decompression bomb) become condgan warnings naming the file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with Image.open(path) as img:
+                img = _to_rgb(img)  # also forces the full decode, so truncated files fail here
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
+    for caught_warning in caught:
+        warn(f"image {path}: {' '.join(str(caught_warning.message).split())}")
+    if img.size != (resolution, resolution) and not resize:
+        raise DataError(f"image {path} is {img.width}x{img.height} px, data.resolution is {resolution}: set "
+                        f"data.resize=true to centre-crop and resize the images ({FILE_RESIZER}), or give "
+                        f"{resolution} px images")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    if side != resolution:
+        img = img.resize((resolution, resolution), resample)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -58,8 +103,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_folder(root: str, split: str, resolution: int) -> ImageDataset:
-    """uint8 [N, 3, R, R] images and their class indices from ``root/<class>/*.png`` (see module doc)."""
+def load_folder(root: str, split: str, resolution: int, resize: bool = False) -> ImageDataset:
+    """uint8 [N, 3, R, R] images and their class indices from ``root/<class>/*.png`` (see module doc); files
+    that are not R x R are resized only with ``resize`` (data.resize), else a DataError names the first."""
     if not root:
         raise DataError("data.root must name the image folder for data.name=folder")
     base = Path(root).expanduser()
@@ -78,7 +124,7 @@ def load_folder(root: str, split: str, resolution: int) -> ImageDataset:
         files = list_images(split_dir / name) if (split_dir / name).is_dir() else []
         if not files and split_dir == _split_root(base, "train"):
             raise DataError(f"class folder {split_dir / name} contains no images")
-        arrays.extend(read_image(path, resolution) for path in files)
+        arrays.extend(read_image(path, resolution, resize=resize) for path in files)
         labels.extend([index] * len(files))
     if not arrays:
         raise DataError(f"no images found in {split_dir}")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from condgan.data.base import DataError, ImageDataset, make_dataset, resize_uint8
+from condgan.data.base import DataError, ImageDataset, fit_resolution, make_dataset
 
 NUM_CLASSES = 10
 TRAIN_PER_CLASS = 400
@@ -60,28 +60,30 @@ def split_indices(labels: torch.Tensor, split: str) -> torch.Tensor:
     return torch.cat(chosen).sort().values
 
 
-def load_mnist5k(split: str, resolution: int) -> ImageDataset:
-    """uint8 [4000 | 1000, 1, R, R] digits, zero-padded 28 -> 32 then resized to R if R != 32."""
+def load_mnist5k(split: str, resolution: int, resize: bool = False) -> ImageDataset:
+    """uint8 [4000 | 1000, 1, R, R] digits, zero-padded 28 -> 32 (then resized to R != 32 when ``resize``:
+    data.resize; otherwise R != 32 is a DataError)."""
     pixels, labels_np = _parse_csv(mnist5k_path())
     labels = torch.from_numpy(labels_np)
     idx = split_indices(labels, split)
     images = torch.from_numpy(pixels)[idx].unsqueeze(1)
     images = F.pad(images, (_PAD, _PAD, _PAD, _PAD))
-    return make_dataset(resize_uint8(images, resolution), labels[idx], NUM_CLASSES, "mnist5k",
-                        tuple(str(d) for d in range(NUM_CLASSES)))
+    images = fit_resolution(images, resolution, resize, "mnist5k (28 px digits padded to 32)")
+    return make_dataset(images, labels[idx], NUM_CLASSES, "mnist5k", tuple(str(d) for d in range(NUM_CLASSES)))
 
 
 PAIRS_PER_CLASS = {"train": 50, "test": 20}
 PAIRS_SEED = 20212
 
 
-def load_mnist5k_pairs(split: str, resolution: int) -> ImageDataset:
+def load_mnist5k_pairs(split: str, resolution: int, resize: bool = False) -> ImageDataset:
     """``mnist5k_pairs``: 100 classes of two-digit numbers built from mnist5k's own split, so it works offline.
 
     Class 10 a + b shows a digit a on the left and a digit b on the right, each a 32x32 mnist5k digit of
     ``split`` squeezed to half width (the mean of each pair of columns). The digits are drawn with replacement
     by a seeded generator: 50 images per class for train, 20 for test (from the held-out digits), uint8
-    [5000 | 2000, 1, R, R]. Many classes on a CPU: ReACGAN Fig. 2's early collapse of AC needs them.
+    [5000 | 2000, 1, R, R] (R != 32 needs ``resize``, as for mnist5k). Many classes on a CPU: ReACGAN Fig. 2's
+    early collapse of AC needs them.
     """
     digits = load_mnist5k(split, 32)
     pixels = digits.images.to(torch.int16)
@@ -96,5 +98,6 @@ def load_mnist5k_pairs(split: str, resolution: int) -> ImageDataset:
             right.append(members[b][torch.randint(members[b].numel(), (k,), generator=gen)])
     images = torch.cat([halves[torch.cat(left)], halves[torch.cat(right)]], dim=3)
     labels = torch.arange(NUM_CLASSES * NUM_CLASSES).repeat_interleave(k)
-    return make_dataset(resize_uint8(images, resolution), labels, NUM_CLASSES * NUM_CLASSES, "mnist5k_pairs",
+    images = fit_resolution(images, resolution, resize, "mnist5k_pairs (32 px)")
+    return make_dataset(images, labels, NUM_CLASSES * NUM_CLASSES, "mnist5k_pairs",
                         tuple(f"{c:02d}" for c in range(NUM_CLASSES * NUM_CLASSES)))

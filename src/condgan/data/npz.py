@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from condgan.data.base import DataError, ImageDataset, make_dataset, resize_uint8
+from condgan.data.base import DataError, ImageDataset, fit_resolution, make_dataset
 
 
 def _to_nchw(images: np.ndarray, where: str) -> np.ndarray:
@@ -100,8 +100,9 @@ def _class_names(path: Path) -> np.ndarray | None:
     return names
 
 
-def load_npz(root: str, split: str, resolution: int) -> ImageDataset:
-    """uint8 [N, C, R, R] images from an .npz file (centre-cropped and resized when not R x R)."""
+def load_npz(root: str, split: str, resolution: int, resize: bool = False) -> ImageDataset:
+    """uint8 [N, C, R, R] images from an .npz file (centre-cropped and resized when not R x R and ``resize``:
+    data.resize; otherwise a DataError)."""
     if not root:
         raise DataError("data.root must name the .npz file for data.name=npz")
     path = Path(root).expanduser()
@@ -118,6 +119,7 @@ def load_npz(root: str, split: str, resolution: int) -> ImageDataset:
     images, labels = train if split == "train" else test
     if images.shape[0] == 0:
         raise DataError(f"{path}: the {split} split is empty")
-    tensor = resize_uint8(torch.from_numpy(np.ascontiguousarray(images)), resolution)
+    key = "images" if split == "train" or not has_test else "test_images"
+    tensor = fit_resolution(torch.from_numpy(np.ascontiguousarray(images)), resolution, resize, f"{path} ('{key}')")
     return make_dataset(tensor, torch.from_numpy(labels), num_classes, "npz",
                         () if names is None else tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names))

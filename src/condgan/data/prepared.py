@@ -10,9 +10,9 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from condgan.data.base import DataError, ImageDataset
+from condgan.data.base import DataError, ImageDataset, check_resolution
 from condgan.data.readers import READERS, Reader, list_source
-from condgan.data.store import StoreKey, open_split, prepare_split, read_manifest
+from condgan.data.store import StoreDamaged, StoreKey, open_split, prepare_split, read_manifest
 
 if TYPE_CHECKING:
     from condgan.config import DataConfig
@@ -53,24 +53,30 @@ def load_prepared(cfg: "DataConfig", split: str) -> ImageDataset:
     reader = READERS[cfg.name]
     store_split = "train" if split == "train" else held_out_split(reader)
     root = Path(cfg.root).expanduser()
-    if (root / "train" / "manifest.json").is_file():
-        folder = root
-    else:
-        folder = store_key(cfg.name, cfg.root, cfg.resolution, cfg.resizer, cfg.classes).folder()
-    manifest = read_manifest(folder / store_split)
-    if manifest is None:
-        raise DataError(f"{cfg.name} ({store_split}, {cfg.resolution} px) is not prepared yet; run: "
-                        f"{prepare_command(cfg)}")
-    for key, want in (("dataset", cfg.name), ("resizer", cfg.resizer)):
-        if manifest.get(key) != want:
-            raise DataError(f"store {folder} holds {key} {manifest.get(key)!r}, the config asks for {want!r} "
-                            f"(data.{'name' if key == 'dataset' else key})")
-    return open_split(folder / store_split, cfg.resolution, cfg.name)
+    copied = (root / "train" / "manifest.json").is_file()  # data.root is a store folder itself
+    folder = root if copied else store_key(cfg.name, cfg.root, cfg.resolution, cfg.resizer, cfg.classes).folder()
+    try:
+        manifest = read_manifest(folder / store_split)
+        if manifest is None:
+            raise DataError(f"{cfg.name} ({store_split}, {cfg.resolution} px) is not prepared yet; run: "
+                            f"{prepare_command(cfg)}")
+        for key, want in (("dataset", cfg.name), ("resizer", cfg.resizer)):
+            if manifest.get(key) != want:
+                raise DataError(f"store {folder} holds {key} {manifest.get(key)!r}, the config asks for {want!r} "
+                                f"(data.{'name' if key == 'dataset' else key})")
+        return open_split(folder / store_split, cfg.resolution, cfg.name)
+    except StoreDamaged as damaged:
+        how = ("rebuild it with condgan prepare from the dataset's own folder and copy it here again" if copied
+               else f"rebuild it with: {prepare_command(cfg)} (it replaces the store)")
+        raise DataError(f"{damaged}; {how}") from None
 
 
 def prepare(name: str, root: str, resolution: int, resizer: str, classes: str = "",
             splits: tuple[str, ...] = (), workers: int = 0, progress: bool = True) -> list[tuple[str, Path, dict]]:
     """Prepare ``splits`` (default: all of the dataset's) and return (split, store folder, manifest) of each."""
+    from condgan.data.registry import largest_resolution  # the registry imports this module
+
+    check_resolution(resolution, "resolution", largest_resolution())
     key = store_key(name, root, resolution, resizer, classes)
     reader = READERS[name]
     unknown = [split for split in splits if split not in reader.splits]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condgan.data.base import DataError
-from condgan.data.folder import IMAGE_SUFFIXES
+from condgan.data.folder import IMAGE_SUFFIXES, link_error
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ def scan_folder(folder: Path) -> tuple[list[str], list[str]]:
     """(visible sub-folder names, visible image file names) of ``folder``, each sorted; not recursive.
 
     One os.scandir and no stat per file (a DirEntry knows its type from the listing), so listing ImageNet's
-    1.28 M files stays fast. Hidden names and files without an image suffix are skipped.
+    1.28 M files stays fast. Hidden names and files without an image suffix are skipped; a link that leads
+    nowhere (dangling, or a loop) is a DataError naming it.
     """
     dirs: list[str] = []
     images: list[str] = []
@@ -84,13 +85,8 @@ def scan_folder(folder: Path) -> tuple[list[str], list[str]]:
         with os.scandir(folder) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    dirs.append(name)
-                # name[rfind:] is splitext's suffix for visible names, at a fraction of the cost per file.
-                elif name[name.rfind("."):].lower() in IMAGE_SUFFIXES and entry.is_file():
-                    images.append(name)
+                if not name.startswith("."):
+                    _sort_entry(entry, dirs, images)
     except (FileNotFoundError, NotADirectoryError):
         raise data_error(f"folder not found: {folder}") from None
     except OSError as err:
@@ -98,6 +94,21 @@ def scan_folder(folder: Path) -> tuple[list[str], list[str]]:
     dirs.sort()
     images.sort()
     return dirs, images
+
+
+def _sort_entry(entry: os.DirEntry, dirs: list[str], images: list[str]) -> None:
+    """Add a visible entry's name to ``dirs`` or ``images`` (or neither); a broken link is named, not skipped."""
+    name = entry.name
+    try:
+        if entry.is_dir():
+            dirs.append(name)
+        # name[rfind:] is splitext's suffix for visible names, at a fraction of the cost per file.
+        elif name[name.rfind("."):].lower() in IMAGE_SUFFIXES and entry.is_file():
+            images.append(name)
+        elif entry.is_symlink() and (broken := link_error(Path(entry.path))) is not None:
+            raise broken
+    except OSError as err:  # a link looping to itself: the entry, not its folder, is the culprit
+        raise data_error(f"cannot read {entry.path}: {err.strerror or err}") from None
 
 
 def read_lines(path: Path, what: str) -> list[tuple[int, str]]:
@@ -256,6 +267,11 @@ def cub_classes(path: Path) -> list[str]:
     if odd:
         raise data_error(f"{path}: class ids must run 1..{len(table)}, but id {odd[0]} "
                          f"{'is missing' if odd[0] <= len(table) else 'is out of range'}")
+    named: dict[str, int] = {}
+    for name, number in sorted(table.values(), key=lambda entry: entry[1]):
+        if name in named:  # two classes of one name: their images would be told apart by nothing a user sees
+            raise data_error(f"{path} line {number}: class {name!r} is already named on line {named[name]}")
+        named[name] = number
     return [table[key][0] for key in range(1, len(table) + 1)]
 
 
@@ -279,6 +295,12 @@ def list_cub200(root: Path, split: str, class_list: Path | None = None) -> Sourc
         if not path.is_file():
             raise data_error(f"CUB-200-2011 file not found: {path}")
     images = id_table(paths["images.txt"])
+    first_line: dict[str, int] = {}
+    for name, number in sorted(images.values(), key=lambda entry: entry[1]):
+        if name in first_line:  # one file under two ids (and perhaps two labels) would be trained on twice
+            raise data_error(f"{paths['images.txt']} line {number}: {name!r} is already listed on line "
+                             f"{first_line[name]}")
+        first_line[name] = number
     classes = cub_classes(paths["classes.txt"])
     tables = {name: id_table(paths[name]) for name in ("image_class_labels.txt", "train_test_split.txt")}
     for name, table in tables.items():

@@ -24,6 +24,13 @@ KNOWN_SHAPES = {"mnist5k": (10, 1), "mnist5k_pairs": (100, 1), "cifar10": (10, 3
                 "afhq": (3, 3)}
 
 
+def largest_resolution() -> int:
+    """The largest image side any architecture takes (condgan.nets.registry): what data may be resized to."""
+    from condgan.nets.registry import ARCHITECTURES  # the nets are imported only where a bound is checked
+
+    return max(max(arch.resolutions) for arch in ARCHITECTURES.values())
+
+
 def reference_split(name: str) -> str:
     """The split ("train" | "test") the papers take FID's reference statistics from for dataset ``name``:
     the training images for CUB200 and AFHQ, the held-out split for the rest (DESIGN.md §8)."""
@@ -36,21 +43,22 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> ImageDataset:
 
     Returns uint8 images [N, C, R, R] and int64 labels [N] on the CPU (memory-mapped from their store for the
     prepared datasets, whose "test" is their held-out split: val or test). folder / npz without a separate
-    test set return the training data for "test" (see their modules).
+    test set return the training data for "test" (see their modules). Images of another size are resized only
+    when ``cfg.resize`` (data.resize) says so; prepared stores were resized by ``condgan prepare``.
     """
     if split not in SPLITS:
         raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    resolution = check_resolution(cfg.resolution)
+    resolution = check_resolution(cfg.resolution, largest=largest_resolution())
     if cfg.name == "mnist5k":
-        return load_mnist5k(split, resolution)
+        return load_mnist5k(split, resolution, cfg.resize)
     if cfg.name == "mnist5k_pairs":
-        return load_mnist5k_pairs(split, resolution)
+        return load_mnist5k_pairs(split, resolution, cfg.resize)
     if cfg.name in CIFAR_SPECS:
-        return load_cifar(cfg.name, split, cfg.root, resolution, cfg.download)
+        return load_cifar(cfg.name, split, cfg.root, resolution, cfg.download, cfg.resize)
     if cfg.name == "folder":
-        return load_folder(cfg.root, split, resolution)
+        return load_folder(cfg.root, split, resolution, cfg.resize)
     if cfg.name == "npz":
-        return load_npz(cfg.root, split, resolution)
+        return load_npz(cfg.root, split, resolution, cfg.resize)
     if cfg.name in READERS:
         return load_prepared(cfg, split)
     raise DataError(f"data.name must be one of {', '.join(DATASETS)}, got {cfg.name!r}")

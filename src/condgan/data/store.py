@@ -4,12 +4,14 @@ A store is a folder per (dataset, resolution, resizer, source root), one sub-fol
 
     <cache>/stores/imagenet-128px-lanczos-<key>/train/images.u8      uint8 [N, 3, R, R], raw (memory-mapped)
                                                  /labels.npy     int64 [N]
-                                                 /manifest.json  count, classes, resizer, source and pixel hashes
+                                                 /manifest.json  count, classes, resizer, source and pixel hashes,
+                                                                 the labels' hash and its own checksum
 
 A split is built in ``<split>.partial/`` in chunks; each chunk's index is appended to ``done.log`` only after
 its pixels are flushed, so a rerun after a kill redoes at most the chunks in flight and writes the same
 bytes. The manifest is written last and the folder renamed into place: a split folder with a manifest is
-complete, and nothing else is ever read as a store.
+complete, and nothing else is ever read as a store. Reading a finished store writes nothing (a read-only cache
+serves it); a manifest changed by hand, or one of an older format, is refused when read and rebuilt by prepare.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +35,9 @@ from condgan.data.download import cache_dir
 from condgan.data.folder import read_image
 from condgan.data.readers import SourceSplit
 from condgan.files import LockHeld, take_lock, write_text_atomic
+from condgan.notices import warn
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: the manifest carries its checksum and the labels' hash; the source hash covers mtimes
 CHUNK = 256  # images per unit of work and of resumption
 # PIL filters by name. LANCZOS is what StudioGAN's documented commands use; the name is part of the store's
 # key and manifest because it changes FID.
@@ -80,17 +84,18 @@ def _decode_chunk(job: tuple[int, list[Path], int, str]) -> tuple[int, np.ndarra
 
 
 def source_hash(source: SourceSplit, root: Path) -> str:
-    """sha1 over the files' paths (relative to ``root``), sizes and labels and the class names: a changed,
-    added or removed file makes a different store. Contents are not read (ImageNet is 150 GB)."""
+    """sha1 over the files' paths (relative to ``root``), sizes, modification times and labels and the class
+    names: a changed, added or removed file makes a different store (a file replaced by another of the same
+    size too: the replacement has its own time). Contents are not read (ImageNet is 150 GB)."""
     digest = hashlib.sha1("\n".join(source.classes).encode() + b"\0")
     base = str(root.expanduser().absolute())
     for path, label in zip(source.files, source.labels):
         try:
-            size = os.stat(path).st_size
+            stat = os.stat(path)
         except OSError as err:
             raise DataError(f"cannot read image {path}: {err.strerror or err}") from None
         name = os.path.relpath(path, base)
-        digest.update(f"{name}\t{size}\t{label}\n".encode())
+        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\t{label}\n".encode())
     return digest.hexdigest()
 
 
@@ -104,17 +109,52 @@ def pixel_identity(images: np.ndarray, labels: np.ndarray, num_classes: int, pro
     return digest.hexdigest()[:16]
 
 
+class StoreDamaged(DataError):
+    """A store split whose manifest cannot be trusted (unreadable, of an older format, changed by hand): reading
+    it is refused, ``condgan prepare`` rebuilds it."""
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of the manifest's content but its ``checksum`` (canonical JSON): any edit changes it."""
+    body = {key: value for key, value in manifest.items() if key != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def labels_hash(labels: np.ndarray) -> str:
+    """sha1 of the labels as int64: the manifest vouches for labels.npy with it."""
+    return hashlib.sha1(np.ascontiguousarray(labels, dtype=np.int64).data).hexdigest()
+
+
 def read_manifest(split_dir: Path) -> dict | None:
-    """The manifest of a complete split folder, or None when there is none (not prepared, or unfinished)."""
+    """The manifest of a complete split folder, or None when there is none (not prepared, or unfinished);
+    StoreDamaged when it is unreadable, of another format or not as condgan prepare wrote it."""
+    path = split_dir / "manifest.json"
     try:
-        manifest = json.loads((split_dir / "manifest.json").read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise DataError(f"unreadable store manifest {split_dir / 'manifest.json'}: {err}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        raise DataError(f"{split_dir / 'manifest.json'} is not a condgan store manifest of format {STORE_FORMAT}")
+        raise StoreDamaged(f"unreadable store manifest {path}: {err}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("format"), int):
+        raise StoreDamaged(f"{path} is not a condgan store manifest")
+    if manifest["format"] != STORE_FORMAT:
+        raise StoreDamaged(f"store manifest {path} is of format {manifest['format']}, this condgan reads format "
+                           f"{STORE_FORMAT}")
+    if manifest.get("checksum") != manifest_checksum(manifest):
+        raise StoreDamaged(f"store manifest {path} does not match its checksum: it was changed after condgan "
+                           f"prepare wrote it")
     return manifest
+
+
+def finished_split(split_dir: Path, digest: str) -> bool:
+    """Whether ``split_dir`` is a finished store of the source with hash ``digest``, with nothing left to tidy;
+    reads only, so a store in a read-only cache needs no lock."""
+    try:
+        manifest = read_manifest(split_dir)
+    except StoreDamaged:
+        return False  # prepare rebuilds it, under the lock
+    stale = split_dir.with_name(split_dir.name + ".stale")
+    return manifest is not None and manifest.get("source_hash") == digest and not stale.exists()
 
 
 def prepare_split(key: StoreKey, split: str, source: SourceSplit, workers: int = 0, progress: bool = True) -> Path:
@@ -125,8 +165,18 @@ def prepare_split(key: StoreKey, split: str, source: SourceSplit, workers: int =
     """
     if not source.files:
         raise DataError(f"{key.dataset}: the {split} split under {key.root} has no images")
-    with _locked(key.folder()) as lock_fd:
-        return _prepare_locked(key, split, source, workers, progress, lock_fd)
+    digest = source_hash(source, key.root)
+    if finished_split(key.folder() / split, digest):
+        return key.folder() / split
+    try:
+        with _locked(key.folder()) as lock_fd:
+            return _prepare_locked(key, split, source, digest, workers, progress, lock_fd)
+    except OSError as err:
+        if err.filename:
+            raise  # the command line names the file
+        # a write to an open store file (a full disk) names nothing: name the store
+        raise DataError(f"{err.strerror or err} while writing store {key.folder()}: free some space (or fix the "
+                        f"disk), then rerun the same command to resume") from None
 
 
 @contextmanager
@@ -145,23 +195,31 @@ def _locked(folder: Path):
         os.close(fd)
 
 
-def _prepare_locked(key: StoreKey, split: str, source: SourceSplit, workers: int, progress: bool,
+def _prepare_locked(key: StoreKey, split: str, source: SourceSplit, digest: str, workers: int, progress: bool,
                     lock_fd: int) -> Path:
     final = key.folder() / split
-    digest = source_hash(source, key.root)
-    manifest = read_manifest(final)
+    try:
+        manifest = read_manifest(final)
+    except StoreDamaged as damaged:
+        warn(f"{damaged}; rebuilding the store")
+        manifest = None
     if manifest is not None and manifest.get("source_hash") == digest:
         shutil.rmtree(final.with_name(final.name + ".stale"), ignore_errors=True)  # a kill's leftover
         return final
     partial = key.folder() / f"{split}.partial"
     plan = {"format": STORE_FORMAT, "source_hash": digest, "count": len(source.files),
             "resolution": key.resolution, "resizer": key.resizer}
-    image_bytes = _open_partial(partial, plan, np.asarray(source.labels, dtype=np.int64))
-    done = _finished_chunks(partial / "done.log")
+    labels = np.asarray(source.labels, dtype=np.int64)
+    resumed = _same_plan(partial, plan)
+    done = _finished_chunks(partial / "done.log") if resumed else set()
     chunks = -(-len(source.files) // CHUNK)
+    total_done = sum(min(CHUNK, len(source.files) - i * CHUNK) for i in done if i < chunks)
+    image_bytes = 3 * key.resolution ** 2
+    _check_space(key.folder(), (len(source.files) - total_done) * image_bytes + (0 if resumed else labels.nbytes))
+    if not resumed:
+        _new_partial(partial, plan, labels)
     jobs = [(i, list(source.files[i * CHUNK:(i + 1) * CHUNK]), key.resolution, key.resizer)
             for i in range(chunks) if i not in done]
-    total_done = sum(min(CHUNK, len(source.files) - i * CHUNK) for i in done if i < chunks)
     with open(partial / "images.u8", "r+b") as out, open(partial / "done.log", "a") as log, tqdm(
             total=len(source.files), initial=total_done, unit="img", desc=f"{key.dataset} {split}",
             disable=not progress or None) as bar:
@@ -178,22 +236,42 @@ def _prepare_locked(key: StoreKey, split: str, source: SourceSplit, workers: int
     return final
 
 
-def _open_partial(partial: Path, plan: dict, labels: np.ndarray) -> int:
-    """Create the unfinished store (image file pre-sized) unless an unfinished build of this plan exists;
-    returns the bytes of one image."""
+def _same_plan(partial: Path, plan: dict) -> bool:
+    """Whether ``partial`` holds an unfinished build of this very plan (a rerun resumes it)."""
     try:
-        same = json.loads((partial / "plan.json").read_text()) == plan
+        return json.loads((partial / "plan.json").read_text()) == plan
     except (OSError, ValueError):
-        same = False
-    shape = (plan["count"], 3, plan["resolution"], plan["resolution"])
-    if not same:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        with open(partial / "images.u8", "wb") as f:
-            f.truncate(int(np.prod(shape)))
-        np.save(partial / "labels.npy", labels)
-        write_text_atomic(partial / "plan.json", json.dumps(plan))  # last: it vouches for the two above
-    return int(np.prod(shape[1:]))
+        return False
+
+
+def _new_partial(partial: Path, plan: dict, labels: np.ndarray) -> None:
+    """Create the unfinished store: the image file pre-sized (sparse), the labels, then the plan."""
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    with open(partial / "images.u8", "wb") as f:
+        f.truncate(plan["count"] * 3 * plan["resolution"] ** 2)
+    np.save(partial / "labels.npy", labels)
+    write_text_atomic(partial / "plan.json", json.dumps(plan))  # last: it vouches for the two above
+
+
+def _check_space(folder: Path, need: int) -> None:
+    """DataError naming ``folder`` unless its disk has ``need`` bytes free: the pre-sized image file is
+    sparse, so a full disk would otherwise show only hours later, mid-write."""
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(f"not enough disk space for store {folder}: it needs {_size(need)}, only {_size(free)} "
+                        f"are free; free some space, or set CONDGAN_CACHE to a folder on a bigger disk")
+
+
+def _size(count: float) -> str:
+    """A byte count for people: 4.6 kB, 151.3 GB."""
+    if count < 1000:
+        return f"{int(count)} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        count /= 1000
+        if count < 1000 or unit == "TB":
+            break
+    return f"{count:.1f} {unit}"
 
 
 def _sync(fd: int) -> None:
@@ -211,19 +289,26 @@ def _finished_chunks(log: Path) -> set[int]:
     return {int(line) for line in lines if line.isdigit()}
 
 
-def _decoded(jobs: list, workers: int, lock_fd: int):
-    """Decoded chunks in completion order, from a pool of processes (or this one when workers == 1).
-
-    Forked workers close their copy of the store's lock: a lock held by an open file, which a fork shares,
+def _worker_start(lock_fd: int) -> None:
+    """A decoding worker ignores Ctrl-C, which a terminal sends to every process of the job: the parent alone
+    answers it (one line) and ends the pool, where each worker would print its own traceback. A forked worker
+    closes its copy of the store's lock (``lock_fd`` >= 0): a lock held by an open file, which a fork shares,
     would otherwise outlive a killed parent until the last orphaned worker exits, refusing the rerun."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if lock_fd >= 0:
+        os.close(lock_fd)
+
+
+def _decoded(jobs: list, workers: int, lock_fd: int):
+    """Decoded chunks in completion order, from a pool of processes (or this one when workers == 1)."""
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(jobs) <= 1:
         yield from map(_decode_chunk, jobs)
         return
     # fork: the workers need only PIL and numpy, and start at once (spawn would re-import torch in each)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    closing = (os.close, (lock_fd,)) if method == "fork" else (None, ())  # a spawned worker has no copy
-    with multiprocessing.get_context(method).Pool(min(workers, len(jobs)), *closing) as pool:
+    own_fd = lock_fd if method == "fork" else -1  # a spawned worker has no copy
+    with multiprocessing.get_context(method).Pool(min(workers, len(jobs)), _worker_start, (own_fd,)) as pool:
         yield from pool.imap_unordered(_decode_chunk, jobs)
 
 
@@ -236,8 +321,9 @@ def _seal(partial: Path, final: Path, source: SourceSplit, key: StoreKey, digest
         "format": STORE_FORMAT, "dataset": key.dataset, "split": final.name, "count": len(source.files),
         "channels": 3, "resolution": key.resolution, "resizer": key.resizer, "classes": list(source.classes),
         "source_root": str(key.root.expanduser().absolute()), "source_hash": digest,
-        "identity": pixel_identity(images, labels, len(source.classes), progress),
+        "identity": pixel_identity(images, labels, len(source.classes), progress), "labels_sha1": labels_hash(labels),
     }
+    manifest["checksum"] = manifest_checksum(manifest)
     del images
     write_text_atomic(partial / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     stale = final.with_name(final.name + ".stale")
@@ -273,6 +359,9 @@ def open_split(split_dir: Path, resolution: int, name: str) -> ImageDataset:
     if labels.shape != (count,) or labels.dtype != np.int64 or (count and not 0 <= labels.min() <= labels.max()
                                                                    < len(classes)):
         raise DataError(f"store file {split_dir / 'labels.npy'} is not int64 [{count}] in [0, {len(classes)})")
+    if labels_hash(labels) != manifest.get("labels_sha1"):  # 10 MB for ImageNet: cheap enough to check each time
+        raise StoreDamaged(f"store file {split_dir / 'labels.npy'} does not match its manifest (changed after "
+                           f"condgan prepare wrote it)")
     # shared=False maps the file privately: nothing a process writes reaches the store
     images = torch.from_file(str(path), shared=False, size=int(np.prod(shape)), dtype=torch.uint8).view(shape)
     return ImageDataset(images, torch.from_numpy(labels), len(classes), name, identity, tuple(classes), mapped=True)
