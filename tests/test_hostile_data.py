@@ -26,6 +26,7 @@ from condgan.config import DataConfig, build_config, from_dict, to_dict
 from condgan.config.keys import resume_conflicts
 from condgan.data import DataError, load_dataset
 from condgan.data.prepared import prepare, store_key
+from condgan.data.readers import list_source
 from condgan.data.store import CHUNK
 
 
@@ -160,6 +161,34 @@ def test_a_hand_edited_store_manifest_is_refused_saying_how_to_rebuild(tmp_path,
     code, _, err = run_main(capsys, *prepare_args(fake.root, "--split", "train"))
     assert code == 0 and err.count("condgan: warning:") == 1 and str(path) in err and "rebuilding" in err
     assert load_dataset(cfg, "train").classes == tuple(manifest["classes"])
+
+
+def as_format_1(folder: Path, source_root: Path, **edits) -> Path:
+    """Rewrite a store split's manifest as condgan wrote it before format 2 (no checksum, no labels hash, a
+    source hash without modification times), with ``edits``; returns the manifest's path."""
+    path = folder / "manifest.json"
+    old = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("checksum", "labels_sha1")}
+    source = list_source("afhq", source_root, folder.name, None)
+    old.update(format=1, source_hash=store_mod.source_hash(source, source_root, times=False), **edits)
+    path.write_text(json.dumps(old, indent=1))
+    return path
+
+
+@pytest.mark.parametrize("edit", [{}, {"classes": ["dog", "cat"]}, {"identity": "0" * 16}])
+def test_a_store_of_format_1_is_checked_and_upgraded_not_decoded_again(tmp_path, capsys, edit):
+    """An unedited format-1 store of the same sources is brought to format 2 in place (the pixels are not
+    decoded again: ImageNet's hour); one whose class list or pixel identity no longer agrees is rebuilt."""
+    fake = make_afhq(tmp_path / "src", per_class=2, val_per_class=1)
+    (_, folder, manifest), = prepare("afhq", str(fake.root), 16, "lanczos", splits=("train",), progress=False)
+    as_format_1(folder, fake.root, **edit)
+    images = (folder / "images.u8").stat()
+    code, _, err = run_main(capsys, *prepare_args(fake.root, "--split", "train"))
+    assert code == 0 and err.count("condgan: warning:") == 1, err
+    kept = (folder / "images.u8").stat()
+    assert ("brought to format 2" in err) == (not edit) and ("rebuilding" in err) == bool(edit)
+    assert (kept.st_ino == images.st_ino) == (not edit)  # upgraded in place, or rebuilt into a new folder
+    data = load_dataset(DataConfig(name="afhq", root=str(fake.root), resolution=16), "train")
+    assert data.classes == tuple(manifest["classes"]) and data.identity == manifest["identity"]
 
 
 def test_edited_store_labels_are_refused(tmp_path):

@@ -83,10 +83,11 @@ def _decode_chunk(job: tuple[int, list[Path], int, str]) -> tuple[int, np.ndarra
     return index, np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
-def source_hash(source: SourceSplit, root: Path) -> str:
+def source_hash(source: SourceSplit, root: Path, times: bool = True) -> str:
     """sha1 over the files' paths (relative to ``root``), sizes, modification times and labels and the class
     names: a changed, added or removed file makes a different store (a file replaced by another of the same
-    size too: the replacement has its own time). Contents are not read (ImageNet is 150 GB)."""
+    size too: the replacement has its own time). Contents are not read (ImageNet is 150 GB). ``times=False``:
+    the hash of store format 1 (no modification times)."""
     digest = hashlib.sha1("\n".join(source.classes).encode() + b"\0")
     base = str(root.expanduser().absolute())
     for path, label in zip(source.files, source.labels):
@@ -95,7 +96,8 @@ def source_hash(source: SourceSplit, root: Path) -> str:
         except OSError as err:
             raise DataError(f"cannot read image {path}: {err.strerror or err}") from None
         name = os.path.relpath(path, base)
-        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\t{label}\n".encode())
+        when = f"\t{stat.st_mtime_ns}" if times else ""
+        digest.update(f"{name}\t{stat.st_size}{when}\t{label}\n".encode())
     return digest.hexdigest()
 
 
@@ -201,6 +203,8 @@ def _prepare_locked(key: StoreKey, split: str, source: SourceSplit, digest: str,
     try:
         manifest = read_manifest(final)
     except StoreDamaged as damaged:
+        if _upgraded(final, source, key, digest, progress):
+            return final
         warn(f"{damaged}; rebuilding the store")
         manifest = None
     if manifest is not None and manifest.get("source_hash") == digest:
@@ -332,6 +336,34 @@ def _seal(partial: Path, final: Path, source: SourceSplit, key: StoreKey, digest
         final.rename(stale)
     partial.rename(final)
     shutil.rmtree(stale, ignore_errors=True)
+
+
+def _upgraded(final: Path, source: SourceSplit, key: StoreKey, digest: str, progress: bool) -> bool:
+    """Bring a format-1 store of these very sources to this format without decoding them again (ImageNet: an
+    hour): its old source hash, class list and labels must equal the sources', no source file may be newer than
+    its manifest, and its pixels must still hash to the identity it recorded. False when any differs."""
+    path = final / "manifest.json"
+    try:
+        old, built = json.loads(path.read_text()), path.stat().st_mtime_ns
+        if not isinstance(old, dict) or old.get("format") != 1 or old.get("classes") != list(source.classes) \
+                or old.get("source_hash") != source_hash(source, key.root, times=False) \
+                or any(os.stat(f).st_mtime_ns > built for f in source.files):
+            return False
+        labels = np.load(final / "labels.npy")
+        side = key.resolution
+        images = np.memmap(final / "images.u8", dtype=np.uint8, mode="r", shape=(len(source.files), 3, side, side))
+        if not np.array_equal(labels, np.asarray(source.labels, dtype=np.int64)) or \
+                pixel_identity(images, labels, len(source.classes), progress) != old.get("identity"):
+            return False
+    except (OSError, ValueError):
+        return False
+    del images
+    manifest = {**old, "format": STORE_FORMAT, "source_hash": digest, "labels_sha1": labels_hash(labels)}
+    manifest["checksum"] = manifest_checksum(manifest)
+    write_text_atomic(path, json.dumps(manifest, indent=1) + "\n")
+    warn(f"store {final} was of format 1: checked against its sources and brought to format {STORE_FORMAT} "
+         f"(not decoded again)")
+    return True
 
 
 def open_split(split_dir: Path, resolution: int, name: str) -> ImageDataset:
