@@ -322,6 +322,7 @@ def test_ctrl_c_in_prepare_leaves_one_line_and_the_rerun_resumes(tmp_path):
             break
     assert proc.returncode == 130, err
     assert err.splitlines() == [err.splitlines()[0]] and err.startswith("condgan: interrupted"), err
+    assert "finish the store" in err  # not train's "resume from the last checkpoint"
     done = (partial / "done.log").read_text().count("\n")
     assert 1 <= done < 7  # the interrupt left the finished chunks for the rerun
     (_, folder, manifest), = prepare("afhq", str(root), 24, "lanczos", splits=("train",), workers=2, progress=False)

@@ -175,6 +175,16 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+# What Ctrl-C leaves, per command
+AFTER_INTERRUPT = {
+    "train": "rerun the same command to resume from the last checkpoint",
+    "prepare": "the finished chunks are kept: rerun the same command to finish the store",
+    "reproduce": "finished rows are kept: rerun the same command to go on",
+    "sample": "nothing was written (the output is written whole at the end)",
+    "eval": "nothing was written (the record is written whole at the end)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..data import DataError
     from ..metrics.errors import EvalError
@@ -199,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # disk full, read-only or missing folders, permissions: name the file
         return _fail(describe_os_error(e), 2)
     except KeyboardInterrupt:
-        print("condgan: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        print(f"condgan: interrupted; {AFTER_INTERRUPT.get(args.command, 'rerun the same command')}", file=sys.stderr)
         return 130
 
 
