@@ -382,3 +382,41 @@ def test_the_skipped_final_report_names_the_limit_that_tripped(classes, pixels, 
     out = capsys.readouterr().out
     assert f"npz has {said} the evaluation classifier is made for" in out and "condgan eval runs/x" in out
     assert "beyond the evaluation classifier's 100 classes" not in out
+
+
+def test_plot_says_why_nothing_can_be_drawn_and_refuses_a_file_as_out(tmp_path, capsys):
+    run = _log(tmp_path / "run", [{"step": 1, "d_loss": 1e308}, '{"step": 2, "d_loss": NaN}'])
+    code, _, err = run_main(capsys, "plot", str(run))
+    assert code == 2
+    one_line_error(err, str(run / "metrics.jsonl"), "no value that can be drawn", "d_loss: 2")
+    code, _, err = run_main(capsys, "plot", str(run), "--out", str(run / "metrics.jsonl"))
+    assert code == 2
+    one_line_error(err, f"--out {run / 'metrics.jsonl'} is a file, not a folder")
+
+
+def test_two_plots_of_a_run_at_once_both_succeed(tmp_path, capsys, monkeypatch):
+    """The other plot's figure appears between the check and the write: it is plot's own, so it is replaced; a
+    user's file appearing there is kept, and the error says so."""
+    import condgan.cli.plot as plot_cli
+
+    run = _log(tmp_path / "run", [{"step": s, "d_loss": 1.0 / s} for s in (1, 2, 3)])
+    assert run_main(capsys, "plot", str(run), "--out", str(tmp_path / "first"))[0] == 0
+    theirs = (tmp_path / "first" / "losses.png").read_bytes()
+    real_draw = plot_cli.draw
+
+    def racing_draw(name, panels, path, title, replace=False):
+        path.write_bytes(theirs if "second" in str(path) else b"the user's own")  # lands after the check
+        return real_draw(name, panels, path, title, replace)
+
+    monkeypatch.setattr(plot_cli, "draw", racing_draw)
+    code, out, err = run_main(capsys, "plot", str(run), "--out", str(tmp_path / "second"))
+    assert code == 0 and "wrote" in out, err
+    code, _, err = run_main(capsys, "plot", str(run), "--out", str(tmp_path / "third"))
+    assert code == 2 and (tmp_path / "third" / "losses.png").read_bytes() == b"the user's own"
+    one_line_error(err, "appeared while plotting")
+
+
+def test_a_folder_given_as_config_file_is_named_as_a_folder(tmp_path, capsys):
+    code, _, err = run_main(capsys, "train", "--config", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert code == 2
+    one_line_error(err, f"config file {tmp_path} is a folder")

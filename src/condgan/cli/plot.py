@@ -100,10 +100,18 @@ def draw(name: str, panels: dict[str, tuple[list[int], list[float]]], path: Path
         ax.set_visible(False)
     fig.suptitle(f"{title}: {name.replace('_', ' ')}", fontsize=10)
     fig.tight_layout()
+    def save(f) -> None:
+        fig.savefig(f, format="png", dpi=100, metadata={"Software": STAMP})
+
     try:
         with PendingFile(path) as pending:
-            pending.commit(lambda f: fig.savefig(f, format="png", dpi=100, metadata={"Software": STAMP}),
-                           replace=replace)
+            pending.commit(save, replace=replace)
+    except FileExistsError:
+        if not _stamped(path):  # a file of the user's appeared meanwhile: theirs, kept
+            raise EvalError(f"{path} appeared while plotting and is not a plot condgan plot wrote; it is left as "
+                            f"it is") from None
+        with PendingFile(path) as pending:  # another plot of a run drew it meanwhile: plot's own, replaced
+            pending.commit(save)
     finally:
         plt.close(fig)
 
@@ -113,6 +121,9 @@ def run_plot(args: argparse.Namespace) -> int:
     log = run / "metrics.jsonl"
     if not log.is_file():
         raise EvalError(f"no metrics.jsonl in {run}: give a run directory `condgan train` wrote")
+    out = Path(args.out) if args.out else run / "plots"
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"{'--out ' if args.out else ''}{out} is a file, not a folder: give a folder for the PNGs")
     train, evals = split_records(log)
     lines = sum(1 for line in log.read_text(errors="replace").splitlines() if line.strip())
     skipped = lines - len(train) - len(evals)
@@ -120,6 +131,9 @@ def run_plot(args: argparse.Namespace) -> int:
                     f"record with an integer step"
     left_out: Counter = Counter()
     plotted = families(train, evals, left_out)
+    if not plotted and left_out:
+        raise EvalError(f"{log} holds no value that can be drawn: every one is NaN, infinite or beyond "
+                        f"+-{LIMIT:g} (" + ", ".join(f"{key}: {n}" for key, n in sorted(left_out.items())) + ")")
     if not plotted:
         raise EvalError(f"{log} holds no training or evaluation record to plot"
                         + (f" ({skipped_words})" if skipped > 0 else ""))
@@ -128,7 +142,6 @@ def run_plot(args: argparse.Namespace) -> int:
     if left_out:
         warn(f"left out of the plots of {log} the values that are NaN, infinite or beyond +-{LIMIT:g}: "
              + ", ".join(f"{key}: {n}" for key, n in sorted(left_out.items())))
-    out = Path(args.out) if args.out else run / "plots"
     out.mkdir(parents=True, exist_ok=True)
     # condgan made RUN/plots: a matplotlib PNG at a figure's name there is a figure an older plot wrote unstamped
     legacy = out.resolve() == (run / "plots").resolve()

@@ -41,6 +41,8 @@ def to_yaml(cfg: Config) -> str:
 def load_yaml(path: str | Path) -> dict:
     """The mapping in a YAML config file; a missing, unreadable, binary or non-YAML file is a ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder: give the YAML file's path")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
