@@ -88,5 +88,5 @@ def test_end_of_training_report_trains_no_classifier_beyond_cifar_scale(tmp_path
     args = [a for a in tiny_train_args(tmp_path / "run", "data.name=npz", f"data.root={npz}", "train.steps=1")
             if a != "--no-eval"]
     code, out, _ = run_main(capsys, *args)
-    assert code == 0 and "report skipped: npz has 200 classes at 32 px" in out
+    assert code == 0 and "report skipped: npz has 200 classes, more than the 100 the evaluation classifier" in out
     assert f"condgan eval {tmp_path / 'run'}" in out and not (tmp_path / "run" / "final_eval.json").exists()
