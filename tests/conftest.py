@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from condgan.cli import main
 from condgan.config import Config, build_config
 from condgan.presets import load_preset
@@ -46,6 +48,26 @@ def tiny_train_args(out: Path, *overrides: str) -> list[str]:
     """``condgan train`` arguments for the tiny demo preset into ``out`` (no progress bar, no final report)."""
     return ["train", "--preset", "mnist5k-reacgan", "--out", str(out), "--no-progress", "--no-eval"] + [
         a for s in TINY + list(overrides) for a in ("--set", s)]
+
+
+def one_line_error(err: str, *culprits: str) -> str:
+    """The single ``condgan: error:`` line of stderr (no traceback, nothing else), after checking it names every
+    culprit."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("condgan: error: "), err
+    for culprit in culprits:
+        assert culprit in lines[0], (culprit, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def quick_private_cache(tmp_path, monkeypatch):
+    """A private cache and a 1-epoch evaluation classifier (seconds, not minutes)."""
+    import condgan.metrics.classifier as clf_mod
+
+    monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path / "cache"))
+    quick = clf_mod.train_classifier
+    monkeypatch.setattr(clf_mod, "train_classifier", lambda train, **kw: quick(train, **{**kw, "epochs": 1}))
 
 
 def run_main(capsys, *argv: str) -> tuple[int, str, str]:

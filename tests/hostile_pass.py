@@ -144,7 +144,6 @@ def read_only(folder: Path) -> Path:
 
 def scenarios(hp: Pass) -> list[tuple[str, Callable[[Path], tuple], tuple[int, ...]]]:
     base = hp.work / "base_run"
-    data = hp.work / "afhq"
     ckpts = lambda run: sorted((run / "checkpoints").glob("*.pt"))  # noqa: E731
 
     def copy_run(d: Path) -> Path:

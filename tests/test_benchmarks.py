@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import condgan.metrics.classifier as clf_mod
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py"))
@@ -72,11 +71,8 @@ SMALLEST = {
 
 
 @pytest.mark.parametrize("name", sorted(SMALLEST))
-def test_benchmark_runs_at_its_smallest(name, tmp_path, monkeypatch, capsys):
+def test_benchmark_runs_at_its_smallest(name, tmp_path, monkeypatch, capsys, quick_private_cache):
     """The script's main, in this process, with a private cache and a one-epoch judge (seconds, not minutes)."""
-    monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path / "cache"))
-    quick = clf_mod.train_classifier
-    monkeypatch.setattr(clf_mod, "train_classifier", lambda train, **kw: quick(train, **{**kw, "epochs": 1}))
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     out = ["--out", str(tmp_path / "runs")] if name != "scale_bench" else []
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *SMALLEST[name], *out])

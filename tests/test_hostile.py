@@ -19,10 +19,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import run_main, run_process, tiny_cfg, tiny_train_args
+from conftest import one_line_error, run_main, run_process, tiny_cfg, tiny_train_args
 from PIL import Image
 
-import condgan.metrics.classifier as clf_mod
 from condgan.config import Config, ConfigError, DataConfig, build_config, diff
 from condgan.data import DataError, load_dataset
 from condgan.metrics.errors import EvalError
@@ -33,19 +32,10 @@ from condgan.train.trainer import Trainer, TrainingDiverged
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """A private cache and a 1-epoch evaluation classifier (seconds, not minutes)."""
-    monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path / "cache"))
-    quick = clf_mod.train_classifier
-    monkeypatch.setattr(clf_mod, "train_classifier", lambda train, **kw: quick(train, **{**kw, "epochs": 1}))
+def private_cache(quick_private_cache):
+    """Every test: a private cache and a 1-epoch evaluation classifier (conftest)."""
 
 
-def one_line_error(err: str, *culprits: str) -> None:
-    """stderr holds exactly one line, a condgan error naming every culprit, and no traceback."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("condgan: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], (culprit, lines[0])
 
 
 def snapshot(run) -> dict[str, bytes]:

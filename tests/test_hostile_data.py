@@ -4,6 +4,7 @@ not at data.resolution. Every bad input is a one-line error naming the culprit (
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_main, tiny_train_args
+from conftest import one_line_error, run_main, tiny_train_args
 from layouts import make_afhq, make_cub, make_imagenet, write_class_list
 from PIL import Image
 
@@ -36,13 +37,6 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def one_line_error(err: str, *culprits: str) -> str:
-    """stderr holds exactly one line, a condgan error naming every culprit, and no traceback."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("condgan: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], (culprit, lines[0])
-    return lines[0]
 
 
 def prepare_args(root: Path, *extra: str, data: str = "afhq", resolution: str = "16") -> list[str]:
@@ -301,7 +295,9 @@ def test_third_party_warnings_are_condgan_warning_lines_naming_the_file(tmp_path
 def test_ctrl_c_in_prepare_leaves_one_line_and_the_rerun_resumes(tmp_path):
     root = tmp_path / "src"
     fake = make_afhq(root, classes=("cat", "dog"), per_class=1, val_per_class=1, junk=False)
-    jpeg = fake.files("train")[0].read_bytes()
+    big = io.BytesIO()  # 512 px of noise: each chunk decodes for about a second, so Ctrl-C lands mid-store
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(big, "JPEG")
+    jpeg = big.getvalue()
     for k in range(6 * CHUNK):  # 6 chunks of decoding; one JPEG written many times is quick to fabricate
         (root / "train" / "cat" / f"copy_{k:05d}.jpg").write_bytes(jpeg)
     partial = store_key("afhq", str(root), 24, "lanczos").folder() / "train.partial"

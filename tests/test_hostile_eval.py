@@ -19,12 +19,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, run_main, tiny_cfg, tiny_train_args
+from conftest import TINY, one_line_error, run_main, tiny_cfg, tiny_train_args
 from layouts import make_afhq
 from PIL import Image
 
 import condgan.cli.eval as eval_cli
-import condgan.metrics.classifier as clf_mod
 import condgan.metrics.inception_weights as iw
 from condgan.cli import main
 from condgan.cli.main import _final_report
@@ -37,20 +36,10 @@ from condgan.train.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """A private cache and a 1-epoch evaluation classifier (seconds, not minutes)."""
-    monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path / "cache"))
-    quick = clf_mod.train_classifier
-    monkeypatch.setattr(clf_mod, "train_classifier", lambda train, **kw: quick(train, **{**kw, "epochs": 1}))
+def private_cache(quick_private_cache):
+    """Every test: a private cache and a 1-epoch evaluation classifier (conftest)."""
 
 
-def one_line_error(err: str, *culprits: str) -> str:
-    """The single ``condgan: error:`` line of stderr (no traceback), after checking it names every culprit."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("condgan: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], (culprit, lines[0])
-    return lines[0]
 
 
 # -- finding 1: splits of one dataset with different class lists ----------------------------------------------

@@ -9,10 +9,9 @@ import shutil
 import signal
 import sys
 
-import numpy as np
 import pytest
 import torch
-from conftest import STYLEGAN2, run_main, tiny_cfg, tiny_train_args
+from conftest import STYLEGAN2, one_line_error, run_main, tiny_cfg, tiny_train_args
 from studiogan_reference import CASES, load_reference, studiogan_state
 
 import condgan
@@ -30,12 +29,6 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path.parent / f"{tmp_path.name}-cache"))
 
 
-def one_line_error(err: str, *culprits: str) -> None:
-    """stderr holds exactly one line, a condgan error naming every culprit, and no traceback."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("condgan: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], (culprit, lines[0])
 
 
 @pytest.fixture(scope="module")
