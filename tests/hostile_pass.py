@@ -53,7 +53,8 @@ class Pass:
 
     def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "condgan", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**self.env, **(env or {})})
+                                stderr=subprocess.PIPE, text=True, env={**self.env, **(env or {})},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even from a bg job
 
     def train_args(self, out: Path, *sets: str) -> list[str]:
         return ["train", "--preset", "mnist5k-reacgan", "--out", str(out), "--no-progress", "--no-eval"] + [

@@ -305,8 +305,10 @@ def test_ctrl_c_in_prepare_leaves_one_line_and_the_rerun_resumes(tmp_path):
                                                               resolution="24")]
     for attempt in range(3):  # a run that finished before the interrupt came proves nothing: go again
         shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+        # its own process group, as a terminal's job is; Ctrl-C's default action even where this test runs in
+        # a background job (whose children start with SIGINT ignored)
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)  # its own process group, as a terminal's job is
+                                start_new_session=True, preexec_fn=default_ctrl_c)
         deadline = time.time() + 120
         while proc.poll() is None and time.time() < deadline:
             if (partial / "done.log").exists() and (partial / "done.log").read_text().count("\n") >= 1:
@@ -323,6 +325,11 @@ def test_ctrl_c_in_prepare_leaves_one_line_and_the_rerun_resumes(tmp_path):
     assert 1 <= done < 7  # the interrupt left the finished chunks for the rerun
     (_, folder, manifest), = prepare("afhq", str(root), 24, "lanczos", splits=("train",), workers=2, progress=False)
     assert manifest["count"] == 6 * CHUNK + 2 and not partial.exists()
+
+
+def default_ctrl_c() -> None:
+    """In the child before exec: SIGINT's default disposition, so Python installs its KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # -- finding 14: images not at data.resolution -----------------------------------------------------------------

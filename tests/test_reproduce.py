@@ -30,7 +30,7 @@ def test_every_row_is_a_preset_and_its_commands_are_valid(name, tmp_path):
     for row in table.rows:
         assert set(row.paper) <= set(table.columns) and all(c in CONDGAN_KEYS for c in table.columns)
         # the preset names the same figure as the table (no second, diverging copy of the paper's numbers)
-        reproduces = list_presets()[row.preset][0]
+        reproduces = presets[row.preset][0]
         if row.paper.get("FID") and not name.startswith("mnist5k"):
             assert f"{row.paper['FID']:g}" in reproduces, (row.preset, reproduces)
 

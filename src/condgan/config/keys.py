@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import typing
@@ -16,10 +17,16 @@ from .schema import Config, ConfigError
 # ---------------------------------------------------------------------------------------------------
 # flat view: dotted key -> (section object, field)
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A section class's resolved field types (resolving the string annotations is the costly part of a key)."""
+    return typing.get_type_hints(cls)
+
+
 def _fields(obj: Any, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field, Any]]:
     """Dotted key -> (owning section object, its dataclass field, the field's resolved type)."""
     out: dict[str, tuple[Any, dataclasses.Field, Any]] = {}
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
