@@ -222,15 +222,20 @@ def try_lock(fd: int) -> bool:
         raise
 
 
+def _open_lock_file(path: str | Path) -> int:
+    """Open (create) a lock file without following a planted link; an OSError names it."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o666)
+    except OSError as e:
+        raise _naming(e, Path(path)) from None
+
+
 @contextmanager
 def held_lock(path: str | Path) -> Iterator[None]:
     """Hold the exclusive lock of ``path`` (a lock file, created; a planted link is not followed) for the
     block, waiting for another holder: for a short read-modify-write (``eval.json``'s history)."""
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o666)
-    except OSError as e:
-        raise _naming(e, Path(path)) from None
+    fd = _open_lock_file(path)
     try:
         try:
             import fcntl
@@ -255,11 +260,7 @@ def take_lock(path: str | Path) -> int:
     """Open ``path`` (created; a planted link is not followed), take its exclusive lock and write this pid into
     it; returns the open fd, whose closing gives the lock back (as does the end of the process, however it
     ends). Raises LockHeld when another process holds it, an OSError naming ``path`` when it cannot be used."""
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o666)
-    except OSError as e:
-        raise _naming(e, Path(path)) from None
+    fd = _open_lock_file(path)
     try:
         if not try_lock(fd):
             holder = os.read(fd, 32).decode(errors="replace").strip()
