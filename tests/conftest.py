@@ -83,3 +83,62 @@ def run_process(*argv: str, timeout: float = 300, **kwargs) -> subprocess.Comple
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
     return subprocess.run([sys.executable, "-m", "condgan", *argv], env=env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+# -- torchrun ------------------------------------------------------------------------------------------------
+TESTS = Path(__file__).parent
+# A tiny BigGAN + D2D-CE on MNIST for runs under torchrun. G's BN statistics span the global batch (model.sync_bn),
+# nothing is augmented (augmentation draws are each rank's own). Adam's eps is raised from 1e-6 because conv biases
+# in front of a BN have a true gradient of 0: Adam would turn their float rounding (~1e-7, which differs with the
+# summation order) into steps of +-lr; eps 1e-4 keeps those steps below 1e-3 lr.
+DDP_TINY = ["model.arch=biggan32", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "model.shared_dim=8",
+            "model.embed_dim=16", "model.sync_bn=true", "data.hflip=false", "optim.eps=1e-4", "train.batch_size=8",
+            "train.n_dis=2", "train.ema_decay=0.5", "train.ema_start=0", "train.log_every=1",
+            "train.sample_every=100"]
+# Some cases run with Adam's eps 1 and lr 0.02, i.e. as momentum SGD: at eps 1e-4 Adam divides the rounding
+# differences of gradients near 0 (different reduction orders of 2 x 4 vs 8 samples, amplified by the BNs'
+# centring of G's gradients) by their own tiny scale and turns them into steps of a sizeable fraction of lr
+# (measured: a 64 px BigGAN's weights 4e-4 apart after 3 steps, with accumulation 4e-5). The pipeline under
+# test is the same; only the optimiser's amplification of float32 rounding is taken out.
+MOMENTUM_SGD = ["optim.eps=1", "optim.g_lr=0.02", "optim.d_lr=0.02"]
+
+
+def torchrun_env() -> dict:
+    """The environment of a torchrun child: condgan importable from the checkout, one thread per rank."""
+    src = str(TESTS.parent / "src")
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{src}{os.pathsep}{path}" if path else src}
+
+
+def torchrun(args: list[str], cwd: Path) -> None:
+    """``torchrun --standalone --nproc_per_node=2 args...``, which must succeed."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    done = subprocess.run(cmd, cwd=cwd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def train_args(out: Path | str, sets: list[str]) -> list[str]:
+    """``-m condgan train`` on the demo preset into ``out`` with ``--set`` for each of ``sets``."""
+    args = ["-m", "condgan", "train", "--preset", "mnist5k-reacgan", "--out", str(out), "--no-eval", "--no-progress"]
+    return args + [a for s in sets for a in ("--set", s)]
+
+
+def train_ranks(out: Path, sets: list[str], ranks: int) -> None:
+    """Train into ``out`` with 2 ranks under torchrun, or 1 plain process."""
+    if ranks == 2:
+        torchrun(train_args(out, sets), out.parent)
+    else:
+        done = subprocess.run([sys.executable, *train_args(out, sets)], cwd=out.parent, env=torchrun_env(),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+def load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def max_gap(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
+import time
 from dataclasses import dataclass
 
 import torch
@@ -59,11 +61,14 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env(device: str) -> torch.device:
+def init_from_env(device: str, timeout_s: float = 600) -> torch.device:
     """Join the process group torchrun described; returns this rank's device.
 
-    ``device`` "cuda" (or "cuda:N") becomes cuda:LOCAL_RANK with NCCL; "cpu" uses gloo.
+    ``device`` "cuda" (or "cuda:N") becomes cuda:LOCAL_RANK with NCCL; "cpu" uses gloo. A collective that waits
+    more than ``timeout_s`` seconds fails (config key ``dist.timeout``). A second, gloo group carries the small
+    votes the trainer casts between steps, on the host, beside the devices' work (:func:`control_group`).
     """
+    global _CONTROL
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         torch.cuda.set_device(local_rank)
@@ -71,15 +76,66 @@ def init_from_env(device: str) -> torch.device:
     else:
         dev, backend = torch.device(device), "gloo"
     if not dist.is_initialized():
-        # Other ranks wait in a collective while rank 0 evaluates (eval.every): allow a long evaluation.
-        dist.init_process_group(backend, device_id=dev if backend == "nccl" else None,
-                                timeout=datetime.timedelta(hours=2))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        store = _store_of_this_attempt(timeout)
+        ranks = {} if store is None else {"rank": int(os.environ["RANK"]), "world_size": int(os.environ["WORLD_SIZE"])}
+        dist.init_process_group(backend, device_id=dev if backend == "nccl" else None, timeout=timeout, store=store,
+                                **ranks)
+        _CONTROL = dist.new_group(backend="gloo", timeout=timeout)
     return dev
 
 
+def _store_of_this_attempt(timeout: datetime.timedelta) -> dist.Store | None:
+    """A store that only this attempt's ranks use (None: torchrun's own is fresh, use env://).
+
+    torchrun keeps one store server across the restarts of --max-restarts and its workers use it bare, so a
+    restarted group can read the addresses the previous attempt left and fail to connect. Here rank 0 serves a
+    store of the attempt's own and says where through torchrun's; another rank that finds the previous attempt's
+    address there (its server is gone with its process) reads again until the new one is there.
+    """
+    global _AGENT_STORE
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                          timeout=timeout)
+    _AGENT_STORE = agent
+    size = int(os.environ["WORLD_SIZE"])
+    if int(os.environ["RANK"]) == 0:
+        server = dist.TCPStore(socket.getfqdn(), 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
+        agent.set("condgan/attempt_store", f"{socket.getfqdn()}:{server.port}")
+        return server
+    deadline = time.monotonic() + timeout.total_seconds()
+    while True:
+        host, port = agent.get("condgan/attempt_store").decode().rsplit(":", 1)
+        try:
+            return dist.TCPStore(host, int(port), size, is_master=False, timeout=datetime.timedelta(seconds=2))
+        except Exception:  # noqa: BLE001 - the previous attempt's server: wait for this attempt's address
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+_AGENT_STORE = None
+
+
+def agent_store() -> dist.Store | None:
+    """torchrun's own store (it outlives every rank), or None when the process group's store is torchrun's."""
+    return _AGENT_STORE
+
+
+_CONTROL = None
+
+
+def control_group():
+    """The host-side (gloo) group for votes between steps; None outside torchrun (the default group)."""
+    return _CONTROL
+
+
 def shutdown() -> None:
+    global _CONTROL, _AGENT_STORE
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _CONTROL = _AGENT_STORE = None
 
 
 def barrier() -> None:

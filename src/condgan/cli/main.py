@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -28,37 +29,77 @@ def resolve_config(preset: str | None, config_file: str | None, overrides: list[
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .. import distributed
+    from .. import cluster, distributed
     from ..devices import parse_device
+    from ..train.stopping import REQUESTS, Stopped
 
     cfg = resolve_config(args.preset, args.config, args.set)
     device = parse_device(args.device)
-    if distributed.launched_by_torchrun():  # torchrun --nproc_per_node=N -m condgan train ...
-        device = distributed.init_from_env(args.device)
+    REQUESTS.install()
+    clean = True
     try:
-        code = _train(cfg, args, device, distributed.world().is_main)
-        # Every rank is through its last collective before any rank tears the process group down (not on
-        # the error path: torchrun stops the other ranks when one fails).
-        distributed.barrier()
-        return code
+        if distributed.launched_by_torchrun():  # torchrun [--nnodes=N] --nproc_per_node=G -m condgan train ...
+            REQUESTS.defer = True  # from the start, every rank stops at a step they all agree on
+            device = distributed.init_from_env(args.device, cfg.dist.timeout)
+            cluster.start(cfg.dist.timeout)
+        return _train(cfg, args, device)
+    except Stopped:  # every rank stopped at the same step: the group is whole
+        raise
+    except Exception as e:
+        clean = False
+        if cluster.is_collective_failure(e):
+            raise cluster.diagnose(e) from None
+        cluster.announce_failure(e)  # ranks waiting for this one learn at once
+        raise
     finally:
+        _leave_process_group(destroy=clean)
+        REQUESTS.restore()
+
+
+def _leave_process_group(destroy: bool = True) -> None:
+    """Stop the heartbeat and leave the process group (torchrun); signals interrupt at once from here on.
+
+    After a failure the group is left as it is (the process exits): tearing down a group whose peers are gone
+    can block."""
+    from .. import cluster, distributed
+    from ..train.stopping import REQUESTS
+
+    cluster.stop()
+    if destroy:
         distributed.shutdown()
+    REQUESTS.defer = False
 
 
-def _train(cfg: Config, args: argparse.Namespace, device, is_main: bool) -> int:
+def _train(cfg: Config, args: argparse.Namespace, device) -> int:
+    from .. import distributed
+    from ..train.stopping import REQUESTS
     from ..train.trainer import Trainer
 
+    is_main = distributed.world().is_main
     with Trainer(cfg, args.out, device=device, progress=not args.no_progress,
                  log_lines=args.no_progress) as trainer:  # owns the run dir
-        if trainer.resumed_from is not None and is_main:
-            print(f"resuming from {trainer.resumed_from} (step {trainer.step}/{cfg.train.steps})")
+        if is_main:
+            _say_where_it_starts(trainer, cfg)
         trainer.train()
+        distributed.barrier()  # every rank is through its last collective before the group goes
+        _leave_process_group()
+        REQUESTS.interrupt_if_asked()  # a signal during the last step stops the command before the report
         if not is_main:
             return 0
         print(f"training done: {trainer.step} steps in {args.out}")
         if not args.no_eval:
             _final_report(trainer, args)
     return 0
+
+
+def _say_where_it_starts(trainer, cfg: Config) -> None:
+    """The resume point, and under torchrun --max-restarts which restart this is."""
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)
+    said = f"restart {restart} of {os.environ.get('TORCHELASTIC_MAX_RESTARTS', '?')} (torchrun): " if restart else ""
+    if trainer.resumed_from is not None:
+        print(f"{said}resuming from {trainer.resumed_from} (step {trainer.step}/{cfg.train.steps})", flush=True)
+    elif said:
+        print(f"{said}no checkpoint yet: starting at step 0", flush=True)
 
 
 def _final_report(trainer, args: argparse.Namespace) -> None:
@@ -186,11 +227,9 @@ AFTER_INTERRUPT = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..data import DataError
-    from ..metrics.errors import EvalError
+    from ..cluster import FailedOnMain, RankFailed
     from ..notices import print_warnings_as_lines
-    from ..train.checkpoint import CheckpointError
-    from ..train.trainer import TrainingDiverged
+    from ..train.stopping import Interrupted, Stopped, exit_code
 
     print_warnings_as_lines()
     args = make_parser().parse_args(argv)
@@ -199,18 +238,55 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stdout is not None:  # None when started with stdout closed (>&-): print() then writes nothing
             sys.stdout.flush()  # a closed pipe fails here, inside the handlers, not at interpreter exit
         return code
-    except (ConfigError, DataError, CheckpointError, EvalError) as e:
-        return _fail(str(e), 2)
-    except TrainingDiverged as e:
-        return _fail(str(e), 3)
+    except Stopped as e:  # every rank stopped at one step; rank 0 wrote its checkpoint and says so
+        return _fail(str(e), exit_code(e.signum), prefix="condgan: ", quiet=not _is_rank_zero())
+    except RankFailed as e:
+        return _fail(str(e), EXIT_RANK_FAILED, quiet=e.quiet)
+    except FailedOnMain as e:  # rank 0 says what went wrong
+        return _fail(str(e), _error_code(e.error) or 1, quiet=True)
     except BrokenPipeError:  # `condgan presets | head`: the reader left; say nothing more
         _silence_stdout()
         return 141
-    except OSError as e:  # disk full, read-only or missing folders, permissions: name the file
-        return _fail(describe_os_error(e), 2)
-    except KeyboardInterrupt:
-        print(f"condgan: interrupted; {AFTER_INTERRUPT.get(args.command, 'rerun the same command')}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        print(f"condgan: interrupted{name}; {AFTER_INTERRUPT.get(args.command, 'rerun the same command')}",
+              file=sys.stderr)
+        return exit_code(signum)
+    except Exception as e:
+        code = _error_code(e)
+        if code is None:
+            raise
+        # the same error on every rank (a config, a diverged run) is said once, by rank 0
+        same_everywhere = code == EXIT_DIVERGED or isinstance(e, ConfigError)
+        return _fail(describe_os_error(e) if isinstance(e, OSError) else str(e), code,
+                     quiet=same_everywhere and not _is_rank_zero())
+
+
+# Exit codes besides 0 (and 1, a bug's traceback); a stop signal exits with 128 + its number (train.stopping)
+EXIT_BAD_INPUT = 2  # a one-line error naming the culprit
+EXIT_DIVERGED = 3  # non-finite losses or model state: the last good checkpoint is kept
+EXIT_RANK_FAILED = 4  # under torchrun: another rank died, stopped answering or failed
+
+
+def _error_code(e: BaseException) -> int | None:
+    """The exit code of an error condgan explains in one line (None: a bug, with its traceback)."""
+    from ..data import DataError
+    from ..metrics.errors import EvalError
+    from ..train.checkpoint import CheckpointError
+    from ..train.trainer import TrainingDiverged
+
+    if isinstance(e, (ConfigError, DataError, CheckpointError, EvalError)):
+        return EXIT_BAD_INPUT
+    if isinstance(e, TrainingDiverged):
+        return EXIT_DIVERGED
+    if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # disk full, read-only, permissions
+        return EXIT_BAD_INPUT
+    return None
+
+
+def _is_rank_zero() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def describe_os_error(e: OSError) -> str:
@@ -220,8 +296,9 @@ def describe_os_error(e: OSError) -> str:
     return f"{what}{where}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "")
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"condgan: error: {' '.join(message.split())}", file=sys.stderr)
+def _fail(message: str, code: int, prefix: str = "condgan: error: ", quiet: bool = False) -> int:
+    if not quiet:
+        print(f"{prefix}{' '.join(message.split())}", file=sys.stderr)
     return code
 
 

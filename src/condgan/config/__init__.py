@@ -13,7 +13,7 @@ import yaml
 from ..data.registry import reference_split
 from .keys import (apply_tree, did_you_mean, diff, parse_override, set_value, to_dict, to_flat, valid_keys,
                    with_legacy_keys, yaml_load)
-from .schema import (AugConfig, Config, ConfigError, DataConfig, EvalConfig, LogConfig, LossConfig, ModelConfig,
+from .schema import (AugConfig, Config, ConfigError, DataConfig, DistConfig, EvalConfig, LogConfig, LossConfig, ModelConfig,
                      OptimConfig, RegConfig, RobustConfig, SpeedConfig, TrainConfig)
 from .validate import validate
 
@@ -69,7 +69,7 @@ def build_config(base_tree: dict | None = None, overrides: list[str] | None = No
     return _resolved(cfg)
 
 
-__all__ = ["AugConfig", "Config", "ConfigError", "DataConfig", "EvalConfig", "LogConfig", "LossConfig", "ModelConfig",
+__all__ = ["AugConfig", "Config", "ConfigError", "DataConfig", "DistConfig", "EvalConfig", "LogConfig", "LossConfig", "ModelConfig",
            "OptimConfig", "RegConfig", "RobustConfig", "SpeedConfig", "TrainConfig", "apply_tree", "build_config",
            "did_you_mean", "diff", "from_dict", "load_yaml", "parse_override", "set_value", "to_dict", "to_flat",
            "to_yaml", "valid_keys", "validate"]

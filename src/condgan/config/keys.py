@@ -179,7 +179,7 @@ def diff(a: Config, b: Config) -> list[str]:
 # are not compared at all. data.resize only allows resizing: the images it gives are checked by their identity.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
                   "train.grid_classes", "data.residency", "data.resize")
-RESUMABLE_SECTIONS = ("eval.", "log.")
+RESUMABLE_SECTIONS = ("eval.", "log.", "dist.")
 DESCRIPTIVE_KEYS = ("description", "reproduces")
 
 

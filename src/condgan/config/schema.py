@@ -228,6 +228,14 @@ class LogConfig:
 
 
 @dataclass
+class DistConfig:
+    """Training under torchrun (a resumed run may change it)."""
+    # seconds a rank waits for the others in a training step's collective before it stops naming the rank that did
+    # not arrive (ranks waiting while rank 0 evaluates or writes, or while a rank starts up, wait as long as it answers)
+    timeout: int = 600
+
+
+@dataclass
 class Config:
     description: str = ""  # one line of what this config is
     reproduces: str = ""  # the paper table row a preset reproduces, with the paper's figure
@@ -242,3 +250,4 @@ class Config:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    dist: DistConfig = field(default_factory=DistConfig)

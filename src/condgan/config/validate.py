@@ -8,7 +8,7 @@ from .schema import Config, ConfigError, ModelConfig
 
 POSITIVE = ("train.steps", "train.batch_size", "train.n_dis", "train.accumulate", "train.log_every",
             "train.sample_every", "train.ckpt_every", "train.keep_ckpts", "data.resolution", "model.z_dim",
-            "model.g_width", "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays",
+            "dist.timeout", "model.g_width", "model.d_width", "model.embed_dim", "eval.num_samples", "robust.replays",
             "robust.pgd_steps", "optim.lr_half_life", "optim.g_lr", "optim.d_lr", "loss.temperature",
             "aug.ada_interval", "aug.ada_kimg", "reg.r1_interval", "reg.pl_interval", "reg.pl_batch_shrink")
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..cluster import patient_barrier
 from ..config import Config
 from ..data import BatchSampler, DataError, ImageDataset, load_dataset
 from ..data.base import first_per_class
@@ -112,6 +113,7 @@ def build_run(cfg: Config, device: torch.device, dataset: ImageDataset | None = 
             raise DataError(f"data.subset={cfg.data.subset} keeps {len(dataset)} images of {dataset.num_classes} "
                             f"classes, fewer than train.batch_size {cfg.train.batch_size}")
     feed = make_feed(dataset, cfg.data.residency, device, cfg.train.batch_size, w.processes_per_host)
+    patient_barrier("data")  # loading takes longer on some ranks; the nets' first collective (DDP) comes next
     channels = dataset.images.shape[1]
     G, D = build_nets(cfg, dataset.num_classes, channels)
     if cfg.model.sync_bn:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from ..cluster import from_main, note_progress
 from ..config import Config, ConfigError, to_dict, to_yaml
-from ..distributed import barrier, gather_objects, max_over_ranks, mean_over_ranks, world
+from ..data import DataError
+from ..distributed import control_group, gather_objects, max_over_ranks, mean_over_ranks, world
 from ..files import PendingFile, append_line, save_atomic, write_text_atomic
 from ..generator import generator_record
 from ..notices import warn
@@ -23,8 +26,9 @@ from ..sample import class_grid, fixed_latents, grid_classes, row_names, save_gr
 from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
 from .init_from import init_weights, read_init_source
-from .resume import check_resume, check_same_data, find_resume_point
+from .resume import ResumePoint, check_resume, check_same_data, find_resume_point
 from .rundir import RunDirError, RunDirLock
+from .stopping import REQUESTS, StopVote, Stopped
 from .tensorboard import TensorBoardLog, check_available
 
 GRID_COLUMNS = 10
@@ -56,7 +60,7 @@ class Trainer:
         self.progress = progress and self.world.is_main
         self.log_lines = log_lines  # a plain stdout line per metrics record (a batch job's log, without a bar)
         self.ckpt_dir = self.out / "checkpoints"
-        self._lock = RunDirLock(self.out) if self.world.is_main else None  # rank 0 owns it for every rank
+        self._lock: RunDirLock | None = None  # rank 0 owns the run dir for every rank; the others never touch it
         try:
             self._start()
         except BaseException:
@@ -65,16 +69,11 @@ class Trainer:
         self.grid_z = fixed_latents(cfg.model.z_dim, GRID_COLUMNS, cfg.train.seed + 1)
 
     def _start(self) -> None:
-        for folder in (self.ckpt_dir, self.out / "samples"):  # found now, not at the first checkpoint or grid
-            if folder.exists() and not folder.is_dir():
-                raise RunDirError(f"{folder} is not a folder; the run dir needs it as one")
-        point = find_resume_point(self.ckpt_dir)
-        saved_cfg = check_resume(self.cfg, point, self.out)  # before any slow work: a wrong run dir fails fast
-        source = read_init_source(self.cfg) if point.state is None and self.cfg.train.init_from else None
-        if self.cfg.log.tensorboard:
-            check_available()
+        point, saved_cfg, source = from_main(self._open_run_dir)  # fails fast: before any slow work
+        from_main(_check_run_dir_shared, self.out, point.step, gather_objects(_newest_checkpoint_seen(self.ckpt_dir)))
         self.run: Run = build_run(self.cfg, self.device)
-        check_same_data(point, self.run.dataset.identity, self.cfg)
+        identities = gather_objects((socket.gethostname(), self.run.dataset.identity))
+        from_main(_check_same_data_everywhere, point, identities, self.cfg)
         self.init_from: dict | None = None  # where a run started from train.init_from took its weights
         if source is not None:
             nets = {"G": self.run.models.G, "G_ema": self.run.ema.shadow, "D": self.run.models.D}
@@ -93,12 +92,28 @@ class Trainer:
         if point.state is not None:
             self.load_state_dict(point.state, point.path)
             self._keep_best_if_comparable(saved_cfg)
-        if self.world.is_main:
-            ckpt.remove_orphan_temp_files(self.ckpt_dir)  # safe: the lock says their writer is gone
-            write_text_atomic(self.out / "config.yaml", to_yaml(self.cfg))  # the agreed config, for people
-            _truncate_log(self.out / "metrics.jsonl", self.step)
-            self.tensorboard = TensorBoardLog(self.out) if self.cfg.log.tensorboard else None
-        barrier()
+            note_progress(self.step, checkpoint=True)
+        from_main(self._prepare_run_dir)
+
+    def _open_run_dir(self) -> tuple[ResumePoint, Config | None, object]:
+        """Rank 0: own the run dir and read where it resumes (every check that can refuse the run dir)."""
+        self._lock = RunDirLock(self.out)
+        for folder in (self.ckpt_dir, self.out / "samples"):  # found now, not at the first checkpoint or grid
+            if folder.exists() and not folder.is_dir():
+                raise RunDirError(f"{folder} is not a folder; the run dir needs it as one")
+        point = find_resume_point(self.ckpt_dir)
+        saved_cfg = check_resume(self.cfg, point, self.out)
+        source = read_init_source(self.cfg) if point.state is None and self.cfg.train.init_from else None
+        if self.cfg.log.tensorboard:
+            check_available()
+        return point, saved_cfg, source
+
+    def _prepare_run_dir(self) -> None:
+        """Rank 0: clear what a killed run left, and write the agreed config."""
+        ckpt.remove_orphan_temp_files(self.ckpt_dir)  # safe: the lock says their writer is gone
+        write_text_atomic(self.out / "config.yaml", to_yaml(self.cfg))  # the agreed config, for people
+        _truncate_log(self.out / "metrics.jsonl", self.step)
+        self.tensorboard = TensorBoardLog(self.out) if self.cfg.log.tensorboard else None
 
     def close(self, remove_if_empty: bool = False) -> None:
         """Give up the run dir (with ``remove_if_empty``: remove it if this trainer created it and wrote nothing)."""
@@ -179,49 +194,64 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write checkpoints/ckpt_<step>.pt (rank 0; every rank contributes its state)."""
         path = ckpt.checkpoint_path(self.ckpt_dir, self.step)
-        state = self.state_dict()
-        if self.world.is_main:
-            save_atomic(state, path)
-            ckpt.prune(self.ckpt_dir, self.cfg.train.keep_ckpts, path, self._unreadable)
-        barrier()
+        from_main(self._write_checkpoint, self.state_dict(), path)
+        note_progress(self.step, checkpoint=True)
         return path
+
+    def _write_checkpoint(self, state: dict, path: Path) -> None:
+        save_atomic(state, path)
+        ckpt.prune(self.ckpt_dir, self.cfg.train.keep_ckpts, path, self._unreadable)
 
     # -- loop ------------------------------------------------------------------------------------------
     def train(self, until: int | None = None) -> None:
-        """Run to ``train.steps`` generator steps (or stop early at ``until``, with a checkpoint)."""
+        """Run to ``train.steps`` generator steps (or stop early at ``until``, with a checkpoint).
+
+        A stop signal (see :mod:`condgan.train.stopping`) ends the loop at a step every rank agrees on, with a
+        checkpoint of it, by raising :class:`~condgan.train.stopping.Stopped`.
+        """
+        with REQUESTS.deferred():
+            self._train(until)
+
+    def _train(self, until: int | None) -> None:
         t = self.cfg.train
         target = t.steps if until is None else min(until, t.steps)
         r = self.run
         r.models.G.train()
         r.models.D.train()
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}  # a lazy regulariser's value is logged on the steps that computed it
-        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        vote = StopVote(REQUESTS, control_group())
+        if signum := vote.now():  # asked to stop while starting up: nothing new to keep
+            raise Stopped(signum, self.step, None)
+        window = _LogWindow(self.device)
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc="train", unit="it")
-        window_start, window_steps = time.perf_counter(), 0
         while self.step < target:
-            losses = self.advance()
-            window_steps += 1
-            for k, v in losses.items():  # accumulate on the device: no host sync per step
-                sums[k] = sums[k] + v if k in sums else v.clone()
-                counts[k] = counts.get(k, 0) + 1
-            finite = torch.isfinite(torch.stack(list(losses.values()))).all()
-            first_bad = torch.where(~finite & (first_bad < 0), self.step, first_bad)
+            window.add(self.advance(), self.step)
+            note_progress(self.step)
             bar.update(1)
             last = self.step == target
             if self.step % t.log_every == 0 or last:
-                elapsed = time.perf_counter() - window_start
-                self._log(sums, counts, window_steps, elapsed, first_bad, bar)
-                sums, counts, window_start, window_steps = {}, {}, time.perf_counter(), 0
-            if self.world.is_main and (self.step % t.sample_every == 0 or self.step == t.steps):
-                self.save_samples()
-            if self.step % t.ckpt_every == 0 or last:
-                self._check_finite(max_over_ranks(first_bad))
-                self._check_model_state()
-                self._periodic_eval()
-                self.save_checkpoint()
+                self._log(window, bar)
+            if self.step % t.sample_every == 0 or self.step == t.steps:
+                from_main(self.save_samples)
+            saved = self.step % t.ckpt_every == 0 or last
+            if saved:
+                self._checked_checkpoint(window, eval_too=True)
+            if signum := vote.poll():
+                if not saved:
+                    self._log(window, bar)
+                    self._checked_checkpoint(window, eval_too=False)
+                bar.close()
+                raise Stopped(signum, self.step, ckpt.checkpoint_path(self.ckpt_dir, self.step))
+        vote.finish()
         bar.close()
+
+    def _checked_checkpoint(self, window: "_LogWindow", eval_too: bool) -> None:
+        """Stop if anything went non-finite, evaluate (at eval.every), then write the step's checkpoint."""
+        self._check_finite(max_over_ranks(window.first_bad))
+        self._check_model_state()
+        if eval_too:
+            self._periodic_eval()
+        self.save_checkpoint()
 
     def advance(self) -> dict[str, torch.Tensor]:
         """One iteration (see :func:`condgan.train.build.advance`); no logging, checkpoint or finiteness check."""
@@ -229,26 +259,28 @@ class Trainer:
         self.step += 1
         return losses
 
-    def _log(self, sums: dict[str, torch.Tensor], counts: dict[str, int], steps: int, elapsed: float,
-             first_bad: torch.Tensor, bar: tqdm) -> None:
-        names = list(sums)
-        means = torch.stack([sums[k].float() / counts[k] for k in names])
-        values = mean_over_ranks(means).tolist()  # one host sync
-        first_bad = max_over_ranks(first_bad)
-        if not self.world.is_main:
-            self._check_finite(first_bad)
+    def _log(self, window: "_LogWindow", bar: tqdm) -> None:
+        """One metrics record of the steps since the last (means over ranks); rank 0 writes it."""
+        if not window.steps:
             return
+        names = list(window.sums)
+        means = torch.stack([window.sums[k].float() / window.counts[k] for k in names])
+        values = mean_over_ranks(means).tolist()  # one host sync
+        first_bad = max_over_ranks(window.first_bad)
         record = {"step": self.step, **{k: round(v, 6) for k, v in zip(names, values)},
                   "lr_g": self.run.sched_g.get_last_lr()[0], "lr_d": self.run.sched_d.get_last_lr()[0],
-                  "it_per_s": round(steps / max(elapsed, 1e-9), 3),
-                  "time": round(time.time(), 3)}
+                  "it_per_s": round(window.steps / max(window.elapsed(), 1e-9), 3), "time": round(time.time(), 3)}
+        window.restart()
+        from_main(self._write_record, record, bar)
+        self._check_finite(first_bad, record)
+
+    def _write_record(self, record: dict, bar: tqdm) -> None:
         append_line(self.out / "metrics.jsonl", json.dumps(record))
-        bar.set_postfix({k: f"{v:.3f}" for k, v in zip(names, values) if k in ("d_loss", "g_loss")})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in ("d_loss", "g_loss")})
         if self.log_lines:
             print(progress_line(record, self.cfg.train.steps), flush=True)
         if self.tensorboard is not None:
             self.tensorboard.scalars(record, self.step)
-        self._check_finite(first_bad, record)
 
     def _check_finite(self, first_bad: torch.Tensor, record: dict | None = None) -> None:
         bad = int(first_bad)
@@ -286,22 +318,25 @@ class Trainer:
         e = self.cfg.eval
         if not e.every or self.step % e.every:
             return
-        record = gather_objects(self._evaluate() if self.world.is_main else None)[0]  # rank 0 scores, all see it
-        scalars = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
-        if self.world.is_main:
-            append_line(self.out / "metrics.jsonl", json.dumps({"step": self.step, "eval": scalars}))
-            if self.tensorboard is not None:
-                self.tensorboard.scalars(scalars, self.step, prefix="eval/")
+        record = from_main(self._evaluate_and_log)  # rank 0 scores, every rank sees the result
+        scalars = _scalars(record)
         value = scalars[e.best]
         lower = e.best in LOWER_IS_BETTER
         if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
             self.best = {"metric": e.best, "value": value, "step": self.step}
-            state = self.state_dict()
-            if self.world.is_main:
-                save_atomic(state, self.ckpt_dir / "best.pt")
-                write_text_atomic(self.out / "best.json",
-                                       json.dumps({**self.best, "eval": record}, indent=2) + "\n")
-        barrier()
+            from_main(self._write_best, self.state_dict(), record)
+
+    def _evaluate_and_log(self) -> dict:
+        record = self._evaluate()
+        scalars = _scalars(record)
+        append_line(self.out / "metrics.jsonl", json.dumps({"step": self.step, "eval": scalars}))
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(scalars, self.step, prefix="eval/")
+        return record
+
+    def _write_best(self, state: dict, record: dict) -> None:
+        save_atomic(state, self.ckpt_dir / "best.pt")
+        write_text_atomic(self.out / "best.json", json.dumps({**self.best, "eval": record}, indent=2) + "\n")
 
     def _evaluate(self) -> dict:
         """Score G_ema with the run's evaluator (built at the first call)."""
@@ -315,18 +350,78 @@ class Trainer:
         return self._evaluator(self.run.ema.shadow, self.cfg.model.z_dim)
 
     def save_samples(self) -> Path:
-        """Write G_ema's class grid; a grid with NaN or infinity stops the run instead (see _check_model_state)."""
+        """Write G_ema's class grid (rank 0); a grid with NaN or infinity stops the run instead."""
         path = self.out / "samples" / f"step_{self.step:08d}.png"
         images = class_grid(self.run.ema.shadow, self.grid_z, self.grid_classes)
         if not bool(torch.isfinite(images).all()):
-            self._check_model_state()  # names the bad tensor if there is one
-            raise TrainingDiverged(f"G_ema's samples at step {self.step} are not finite (its weights are): "
+            bad = ckpt.first_nonfinite(ckpt.model_tensors(G_ema=self.run.ema.shadow))
+            weights = f"{bad} holds NaN or infinity" if bad else "its weights are finite"
+            raise TrainingDiverged(f"G_ema's samples at step {self.step} are not finite ({weights}): "
                                    f"training stopped{self._kept()}")
         save_grid(images, self.grid_z.shape[0], path,
                   row_labels=row_names(self.grid_classes, self.run.dataset.classes))
         if self.tensorboard is not None:
             self.tensorboard.image("samples", path, self.step)
         return path
+
+
+class _LogWindow:
+    """The losses summed on the device since the last record (no host sync per step) and the first step whose
+    losses were not finite (-1: none yet; kept across records)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.restart()
+
+    def restart(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}  # a lazy regulariser's value is logged on the steps that computed it
+        self.steps = 0
+        self._start = time.perf_counter()
+
+    def add(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        for k, v in losses.items():  # accumulate on the device: no host sync per step
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            self.counts[k] = self.counts.get(k, 0) + 1
+        self.steps += 1
+        finite = torch.isfinite(torch.stack(list(losses.values()))).all()
+        self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+
+def _scalars(record: dict) -> dict:
+    """An evaluation record's numbers (what metrics.jsonl logs and eval.best chooses from)."""
+    return {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
+
+
+def _newest_checkpoint_seen(ckpt_dir: Path) -> tuple[str, int | None]:
+    """(this host, the step of the newest checkpoint file it sees in ``ckpt_dir``; None: none), by name only."""
+    files = ckpt.list_checkpoints(ckpt_dir)
+    return socket.gethostname(), (ckpt.checkpoint_step(files[-1]) if files else None)
+
+
+def _check_run_dir_shared(out: Path, step: int, seen: list[tuple[str, int | None]]) -> None:
+    """Refuse to start over (or from an older step) while another rank sees newer checkpoints at ``out``: after a
+    restart rank 0 may be on another node, and only a run dir every node shares keeps the run whole."""
+    host0, newest0 = seen[0]
+    for rank, (host, newest) in enumerate(seen):
+        if newest is not None and (newest0 is None or newest > newest0):
+            raise RunDirError(f"rank {rank} (host {host}) sees checkpoints up to step {newest} in {out} that rank 0 "
+                              f"(host {host0}) does not: rank 0 alone reads and writes the run dir, and may run on "
+                              f"another node after a restart: put --out on a filesystem every node shares")
+
+
+def _check_same_data_everywhere(point: ResumePoint, identities: list[tuple[str, str]], cfg: Config) -> None:
+    """Every rank reads the training data rank 0 reads (a store prepared per node may differ), and the run's."""
+    host0, identity0 = identities[0]
+    for rank, (host, identity) in enumerate(identities):
+        if identity != identity0:
+            raise DataError(f"rank {rank} (host {host}) reads other training data ({cfg.data.name}, content hash "
+                            f"{identity}) than rank 0 (host {host0}, {identity0}): prepare the same data on every "
+                            f"node")
+    check_same_data(point, identity0, cfg)
 
 
 def _truncate_log(path: Path, step: int) -> None:
