@@ -3,11 +3,7 @@
 Each test launches ``torchrun --nproc_per_node=2`` as a subprocess, as users do (no custom spawning).
 """
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch

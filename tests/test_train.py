@@ -154,7 +154,7 @@ def test_final_report_scores_ema_generator(tmp_path, monkeypatch):
 
 def test_no_progress_prints_a_plain_line_per_log_record(tmp_path, capsys):
     from conftest import run_main
-    from condgan.train.trainer import progress_line
+    from condgan.train.runlog import progress_line
 
     code, out, err = run_main(capsys, *tiny_train_args(tmp_path / "run", "train.steps=4", "train.log_every=2"))
     assert code == 0, err

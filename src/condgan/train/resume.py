@@ -8,13 +8,16 @@ unreadable the run stops and changes nothing: starting again from step 0 would s
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config, ConfigError, from_dict, load_yaml
+from ..data import DataError
 from ..config.keys import resume_conflicts
 from ..notices import warn
 from . import checkpoint as ckpt
+from .rundir import RunDirError
 
 # Since checkpoint format 2 the D blocks of these architectures shortcut on relu(x), as the reference code runs
 # them; older checkpoints were trained with the shortcut on x.
@@ -130,3 +133,31 @@ def check_same_data(point: ResumePoint, identity: str, requested: Config) -> Non
             f"the training data ({requested.data.name} {requested.data.root or ''}) changed since checkpoint "
             f"{point.path} was written (content hash {saved}, now {identity}); resuming would silently continue "
             f"on other data: restore the data, or start another --out")
+
+
+def newest_checkpoint_seen(ckpt_dir: Path) -> tuple[str, int | None]:
+    """(this host, the step of the newest checkpoint file it sees in ``ckpt_dir``; None: none), by name only."""
+    files = ckpt.list_checkpoints(ckpt_dir)
+    return socket.gethostname(), (ckpt.checkpoint_step(files[-1]) if files else None)
+
+
+def check_run_dir_shared(out: Path, step: int, seen: list[tuple[str, int | None]]) -> None:
+    """Refuse to start over (or from an older step) while another rank sees newer checkpoints at ``out``: after a
+    restart rank 0 may be on another node, and only a run dir every node shares keeps the run whole."""
+    host0, newest0 = seen[0]
+    for rank, (host, newest) in enumerate(seen):
+        if newest is not None and (newest0 is None or newest > newest0):
+            raise RunDirError(f"rank {rank} (host {host}) sees checkpoints up to step {newest} in {out} that rank 0 "
+                              f"(host {host0}) does not: rank 0 alone reads and writes the run dir, and may run on "
+                              f"another node after a restart: put --out on a filesystem every node shares")
+
+
+def check_same_data_everywhere(point: ResumePoint, identities: list[tuple[str, str]], cfg: Config) -> None:
+    """Every rank reads the training data rank 0 reads (a store prepared per node may differ), and the run's."""
+    host0, identity0 = identities[0]
+    for rank, (host, identity) in enumerate(identities):
+        if identity != identity0:
+            raise DataError(f"rank {rank} (host {host}) reads other training data ({cfg.data.name}, content hash "
+                            f"{identity}) than rank 0 (host {host0}, {identity0}): prepare the same data on every "
+                            f"node")
+    check_same_data(point, identity0, cfg)

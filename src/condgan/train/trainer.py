@@ -17,17 +17,18 @@ from tqdm import tqdm
 
 from ..cluster import from_main, note_progress
 from ..config import Config, ConfigError, to_dict, to_yaml
-from ..data import DataError
 from ..distributed import control_group, gather_objects, max_over_ranks, mean_over_ranks, world
-from ..files import PendingFile, append_line, save_atomic, write_text_atomic
+from ..files import append_line, save_atomic, write_text_atomic
 from ..generator import generator_record
 from ..notices import warn
 from ..sample import class_grid, fixed_latents, grid_classes, row_names, save_grid
 from . import checkpoint as ckpt
 from .build import Run, advance, build_run, rederive_lr
 from .init_from import init_weights, read_init_source
-from .resume import ResumePoint, check_resume, check_same_data, find_resume_point
+from .resume import (ResumePoint, check_resume, check_run_dir_shared, check_same_data_everywhere, find_resume_point,
+                     newest_checkpoint_seen)
 from .rundir import RunDirError, RunDirLock
+from .runlog import LogWindow, progress_line, truncate_log
 from .stopping import REQUESTS, StopVote, Stopped
 from .tensorboard import TensorBoardLog, check_available
 
@@ -70,10 +71,10 @@ class Trainer:
 
     def _start(self) -> None:
         point, saved_cfg, source = from_main(self._open_run_dir)  # fails fast: before any slow work
-        from_main(_check_run_dir_shared, self.out, point.step, gather_objects(_newest_checkpoint_seen(self.ckpt_dir)))
+        from_main(check_run_dir_shared, self.out, point.step, gather_objects(newest_checkpoint_seen(self.ckpt_dir)))
         self.run: Run = build_run(self.cfg, self.device)
         identities = gather_objects((socket.gethostname(), self.run.dataset.identity))
-        from_main(_check_same_data_everywhere, point, identities, self.cfg)
+        from_main(check_same_data_everywhere, point, identities, self.cfg)
         self.init_from: dict | None = None  # where a run started from train.init_from took its weights
         if source is not None:
             nets = {"G": self.run.models.G, "G_ema": self.run.ema.shadow, "D": self.run.models.D}
@@ -112,7 +113,7 @@ class Trainer:
         """Rank 0: clear what a killed run left, and write the agreed config."""
         ckpt.remove_orphan_temp_files(self.ckpt_dir)  # safe: the lock says their writer is gone
         write_text_atomic(self.out / "config.yaml", to_yaml(self.cfg))  # the agreed config, for people
-        _truncate_log(self.out / "metrics.jsonl", self.step)
+        truncate_log(self.out / "metrics.jsonl", self.step)
         self.tensorboard = TensorBoardLog(self.out) if self.cfg.log.tensorboard else None
 
     def close(self, remove_if_empty: bool = False) -> None:
@@ -221,7 +222,7 @@ class Trainer:
         vote = StopVote(REQUESTS, control_group())
         if signum := vote.now():  # asked to stop while starting up: nothing new to keep
             raise Stopped(signum, self.step, None)
-        window = _LogWindow(self.device)
+        window = LogWindow(self.device)
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc="train", unit="it")
         while self.step < target:
@@ -245,7 +246,7 @@ class Trainer:
         vote.finish()
         bar.close()
 
-    def _checked_checkpoint(self, window: "_LogWindow", eval_too: bool) -> None:
+    def _checked_checkpoint(self, window: LogWindow, eval_too: bool) -> None:
         """Stop if anything went non-finite, evaluate (at eval.every), then write the step's checkpoint."""
         self._check_finite(max_over_ranks(window.first_bad))
         self._check_model_state()
@@ -259,7 +260,7 @@ class Trainer:
         self.step += 1
         return losses
 
-    def _log(self, window: "_LogWindow", bar: tqdm) -> None:
+    def _log(self, window: LogWindow, bar: tqdm) -> None:
         """One metrics record of the steps since the last (means over ranks); rank 0 writes it."""
         if not window.steps:
             return
@@ -365,99 +366,6 @@ class Trainer:
         return path
 
 
-class _LogWindow:
-    """The losses summed on the device since the last record (no host sync per step) and the first step whose
-    losses were not finite (-1: none yet; kept across records)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        self.restart()
-
-    def restart(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}  # a lazy regulariser's value is logged on the steps that computed it
-        self.steps = 0
-        self._start = time.perf_counter()
-
-    def add(self, losses: dict[str, torch.Tensor], step: int) -> None:
-        for k, v in losses.items():  # accumulate on the device: no host sync per step
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-            self.counts[k] = self.counts.get(k, 0) + 1
-        self.steps += 1
-        finite = torch.isfinite(torch.stack(list(losses.values()))).all()
-        self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._start
-
-
 def _scalars(record: dict) -> dict:
     """An evaluation record's numbers (what metrics.jsonl logs and eval.best chooses from)."""
     return {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
-
-
-def _newest_checkpoint_seen(ckpt_dir: Path) -> tuple[str, int | None]:
-    """(this host, the step of the newest checkpoint file it sees in ``ckpt_dir``; None: none), by name only."""
-    files = ckpt.list_checkpoints(ckpt_dir)
-    return socket.gethostname(), (ckpt.checkpoint_step(files[-1]) if files else None)
-
-
-def _check_run_dir_shared(out: Path, step: int, seen: list[tuple[str, int | None]]) -> None:
-    """Refuse to start over (or from an older step) while another rank sees newer checkpoints at ``out``: after a
-    restart rank 0 may be on another node, and only a run dir every node shares keeps the run whole."""
-    host0, newest0 = seen[0]
-    for rank, (host, newest) in enumerate(seen):
-        if newest is not None and (newest0 is None or newest > newest0):
-            raise RunDirError(f"rank {rank} (host {host}) sees checkpoints up to step {newest} in {out} that rank 0 "
-                              f"(host {host0}) does not: rank 0 alone reads and writes the run dir, and may run on "
-                              f"another node after a restart: put --out on a filesystem every node shares")
-
-
-def _check_same_data_everywhere(point: ResumePoint, identities: list[tuple[str, str]], cfg: Config) -> None:
-    """Every rank reads the training data rank 0 reads (a store prepared per node may differ), and the run's."""
-    host0, identity0 = identities[0]
-    for rank, (host, identity) in enumerate(identities):
-        if identity != identity0:
-            raise DataError(f"rank {rank} (host {host}) reads other training data ({cfg.data.name}, content hash "
-                            f"{identity}) than rank 0 (host {host0}, {identity0}): prepare the same data on every "
-                            f"node")
-    check_same_data(point, identity0, cfg)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log records after ``step`` (written after the last checkpoint by a run that was killed).
-
-    A torn last line (a kill mid-write) is dropped silently; any other line that is not a record with an integer
-    step is dropped with a warning, and the file as it was is kept beside it (``metrics.jsonl.<n>.bak``, a new
-    name each time).
-    """
-    if not path.exists():
-        return
-    raw = path.read_bytes()
-    lines = raw.decode("utf-8", errors="replace").splitlines()
-    kept, garbled = [], 0
-    for i, line in enumerate(lines):
-        try:
-            record_step = json.loads(line)["step"]
-        except (ValueError, KeyError, TypeError):
-            record_step = None
-        if isinstance(record_step, int) and not isinstance(record_step, bool):
-            if record_step <= step:
-                kept.append(line)
-        elif line.strip() and i < len(lines) - 1:
-            garbled += 1
-    if garbled:
-        backup = next(b for n in range(1, 10**6) if not (b := path.with_name(f"{path.name}.{n}.bak")).exists())
-        with PendingFile(backup) as pending:
-            pending.commit(lambda f: f.write(raw))
-        warn(f"{path}: {garbled} line(s) were not log records and were dropped; the file as it was is in {backup}")
-    write_text_atomic(path, "".join(k + "\n" for k in kept))
-
-
-def progress_line(record: dict, total: int) -> str:
-    """One metrics record as a plain log line: step, the two losses, speed and the time left at that speed."""
-    losses = "  ".join(f"{k} {record[k]:.4f}" for k in ("d_loss", "g_loss") if k in record)
-    speed = record["it_per_s"]
-    left = (total - record["step"]) / speed if speed > 0 else float("inf")
-    eta = "?" if left == float("inf") else f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
-    return f"step {record['step']}/{total}  {losses}  {speed:.2f} it/s  eta {eta}"
