@@ -142,3 +142,16 @@ def load(path: Path) -> dict:
 def max_gap(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+# The tiny BigGAN's first 3 steps (momentum SGD), the one-node reference of the DDP and the two-node tests
+ONE_NODE = DDP_TINY + ["train.steps=3", "train.ckpt_every=3", *MOMENTUM_SGD]
+
+
+@pytest.fixture(scope="session")
+def one_node_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """The run dirs of ONE_NODE trained by 2 ranks under torchrun (one node) and by 1 process."""
+    root = tmp_path_factory.mktemp("one_node")
+    train_ranks(root / "ddp", ONE_NODE, ranks=2)
+    train_ranks(root / "single", ONE_NODE, ranks=1)
+    return root / "ddp", root / "single"

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import DDP_TINY, MOMENTUM_SGD, STYLEGAN2, TESTS, load, max_gap, torchrun, train_ranks
+from conftest import DDP_TINY, MOMENTUM_SGD, ONE_NODE, STYLEGAN2, TESTS, load, max_gap, torchrun, train_ranks
 
 from condgan.distributed import World, all_gather_cat, all_reduce_sum, convert_sync_batchnorm, world
 
@@ -46,13 +46,17 @@ STYLEGAN2_DDP = [*STYLEGAN2, "model.sync_bn=false", "model.mbstd_group=1", "reg.
 @pytest.mark.parametrize("net", [MOMENTUM_SGD, BIGGAN64, ["train.accumulate=2", *MOMENTUM_SGD],
                                  ["data.residency=stream", *MOMENTUM_SGD], STYLEGAN2_DDP],
                          ids=["biggan32", "biggan64", "accumulate", "stream", "stylegan2"])
-def test_ddp_run_equals_one_process(tmp_path, net):
+def test_ddp_run_equals_one_process(tmp_path, net, request):
     """2 ranks x 4 images vs 1 process x 8 images over the same global batches: same G_ema, G and D."""
     sets = DDP_TINY + ["train.steps=3", "train.ckpt_every=3"] + net
-    train_ranks(tmp_path / "ddp", sets, ranks=2)
-    train_ranks(tmp_path / "single", sets, ranks=1)
-    a = load(tmp_path / "ddp/checkpoints/ckpt_00000003.pt")
-    b = load(tmp_path / "single/checkpoints/ckpt_00000003.pt")
+    if sets == ONE_NODE:
+        ddp, single = request.getfixturevalue("one_node_runs")
+    else:
+        ddp, single = tmp_path / "ddp", tmp_path / "single"
+        train_ranks(ddp, sets, ranks=2)
+        train_ranks(single, sets, ranks=1)
+    a = load(ddp / "checkpoints/ckpt_00000003.pt")
+    b = load(single / "checkpoints/ckpt_00000003.pt")
     assert max_gap(a["G_ema"], b["G_ema"]) < 1e-5
     assert max_gap(a["G"], b["G"]) < 1e-5 and max_gap(a["D"], b["D"]) < 1e-5
     assert max_gap(a["G_ema"], a["G"]) > 1e-3  # the EMA really averages (it is not a copy of G)
@@ -60,7 +64,7 @@ def test_ddp_run_equals_one_process(tmp_path, net):
         assert abs(float(a["strategy"]["pl_mean"] - b["strategy"]["pl_mean"])) < 1e-6 * float(b["strategy"]["pl_mean"])
         assert torch.equal(a["strategy"]["noise"], b["strategy"]["noise"])  # noise and mixing drawn alike
     assert len(a["rng_ranks"]) == 2 and len(b["rng_ranks"]) == 1
-    assert (tmp_path / "ddp/metrics.jsonl").read_text().count("\n") == 3  # rank 0 alone logs
+    assert (ddp / "metrics.jsonl").read_text().count("\n") == 3  # rank 0 alone logs
 
 
 def test_neg_drop_drops_the_same_pairs_on_every_rank(tmp_path):
