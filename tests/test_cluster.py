@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import DDP_TINY, ONE_NODE, TESTS, load, max_gap, torchrun_env, train_args, train_ranks
 
-STEPS = 60
+STEPS = 40
 FAULTS = DDP_TINY + [f"train.steps={STEPS}", "train.ckpt_every=10"]
 
 
@@ -200,7 +200,7 @@ def test_a_killed_rank_restarts_the_group_or_says_how_to_resume(tmp_path, uninte
     no_condgan_traceback(err)
     if restarts:
         assert rc == 0 and codes(tmp_path) == {0: 0, 1: 0}, err[-3000:]
-        resumed = re.findall(r"^restart 1 of 1 \(torchrun\): resuming from \S+ckpt_(\d+)\.pt \(step (\d+)/60\)$",
+        resumed = re.findall(r"^restart 1 of 1 \(torchrun\): resuming from \S+ckpt_(\d+)\.pt \(step (\d+)/40\)$",
                              out, re.M)
         assert len(resumed) == 1 and int(resumed[0][0]) == int(resumed[0][1]) >= 10, out
         assert_same_state(load(run / f"checkpoints/ckpt_{STEPS:08d}.pt"), uninterrupted)

@@ -19,7 +19,7 @@ from condgan.config.keys import resume_conflicts
 from condgan.presets import load_preset
 from condgan.train.stopping import Interrupted, StopRequests, StopVote, Stopped, exit_code
 
-STEPS = 60
+STEPS = 40
 SETS = [f"train.steps={STEPS}", "train.ckpt_every=25"]
 
 
