@@ -215,15 +215,19 @@ def test_a_killed_rank_restarts_the_group_or_says_how_to_resume(tmp_path, uninte
 
 def test_ranks_wait_for_rank_0_beyond_dist_timeout_while_it_answers(tmp_path):
     """Rank 0 works alone for 3 x dist.timeout (as an evaluation or a large checkpoint may): the other rank waits
-    for it without failing or filling its log with warnings, and the next collective works."""
+    for it without failing or filling its log with warnings, and the next collective works. Then rank 1 stays out
+    of a collective while alive (stuck I/O): rank 0 names it and the line of code it is at."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(TESTS / "cluster_checks.py"), str(tmp_path / "out.json")]
     done = subprocess.run(cmd, cwd=tmp_path, env=torchrun_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = json.loads((tmp_path / "out.json").read_text())
+    *ranks, stuck = json.loads((tmp_path / "out.json").read_text())
     assert [r["value"] for r in ranks] == ["done on rank 0"] * 2 and [r["sum"] for r in ranks] == [2.0, 2.0]
     assert ranks[1]["waited"] >= 6
-    assert "socket.cpp" not in done.stderr and "timeout" not in done.stderr.lower(), done.stderr[-2000:]
+    assert re.match(r"rank 1 \(\S+, pid \d+, last heard at step 0\) did not arrive: it is at \S+cluster_checks.py:\d+ "
+                    r"in <module> \(.*; dist.timeout 2 s\)", stuck["stuck"]), stuck
+    assert stuck["after"] < 2 + 5
+    assert "socket.cpp" not in done.stderr, done.stderr[-2000:]
 
 
 def test_a_stopped_rank_is_named_within_dist_timeout(tmp_path):
