@@ -98,10 +98,10 @@ class _Cluster:
             frame = frame.f_back
         return where, waiting
 
-    def heartbeats(self) -> dict[int, dict]:
-        """Every rank's last heartbeat (ranks that never wrote one are absent)."""
+    def heartbeats(self, ranks: list[int] | None = None) -> dict[int, dict]:
+        """The last heartbeat of ``ranks`` (default: every rank); ranks that never wrote one are absent."""
         out = {}
-        for r in range(world().size):
+        for r in range(world().size) if ranks is None else ranks:
             k = self.key("alive", r)
             if self.store.check([k]):
                 out[r] = json.loads(self.store.get(k))
@@ -158,7 +158,7 @@ def from_main(fn, *args):
     else:
         outcome = None
         if c is not None:
-            _patient_wait(c, [c.key("main", c.seq)], [0])
+            _patient_wait(c, {0: c.key("main", c.seq)})
     box = [outcome]
     dist.broadcast_object_list(box, src=0)
     kind, value = box[0]
@@ -174,15 +174,17 @@ def patient_barrier(name: str) -> None:
         return
     me = world().rank
     c.store.set(c.key("arrive", name, me), "1")
-    others = [r for r in range(world().size) if r != me]
-    _patient_wait(c, [c.key("arrive", name, r) for r in others], others)
+    _patient_wait(c, {r: c.key("arrive", name, r) for r in range(world().size) if r != me})
 
 
-def _patient_wait(c: _Cluster, keys: list[str], ranks: list[int]) -> None:
-    """Until every key exists; RankFailed once one of ``ranks`` failed or has not answered for dist.timeout seconds.
+def _patient_wait(c: _Cluster, awaited: dict[int, str]) -> None:
+    """Until the key of every awaited rank exists; RankFailed once a rank whose key is still missing failed or has
+    not answered for dist.timeout seconds.
 
     Polls with ``check`` (a timed-out ``wait`` logs a warning each time), every 1 ms at first and at most every
-    0.2 s, so a short wait costs little and a long one little traffic."""
+    0.2 s, so a short wait costs little and a long one little traffic. Once a second it reads the heartbeats of
+    the ranks still missing only (not every rank's: at a start-up barrier every rank waits)."""
+    keys = list(awaited.values())
     last: dict[int, tuple[int, float]] = {}
     delay, next_look = 0.001, time.monotonic() + PERIOD
     while True:
@@ -190,20 +192,21 @@ def _patient_wait(c: _Cluster, keys: list[str], ranks: list[int]) -> None:
             if c.store.check(keys):
                 return
         except Exception as e:  # noqa: BLE001 - the store is gone with its host
-            raise RankFailed(f"lost the rendezvous store while waiting for rank {ranks[0]}: "
+            raise RankFailed(f"lost the rendezvous store while waiting for rank {min(awaited)}: "
                              f"{_first_line(e)}") from None
         time.sleep(delay)
         delay = min(2 * delay, 0.2)
         if time.monotonic() < next_look:
             continue
         next_look = time.monotonic() + PERIOD
-        for r in ranks:
+        missing = [r for r, key in awaited.items() if not c.store.check([key])]
+        for r in missing:
             if c.store.check([c.key("error", r)]):
-                beat = c.heartbeats().get(r)
+                beat = c.heartbeats([r]).get(r)
                 raise RankFailed(f"{_describe(r, beat)} failed: {c.store.get(c.key('error', r)).decode()}",
                                  quiet=not world().is_main)
-        beats, now = c.heartbeats(), time.monotonic()
-        for r in ranks:
+        beats, now = c.heartbeats(missing), time.monotonic()
+        for r in missing:
             n = beats.get(r, {}).get("n", -1)
             if r not in last or last[r][0] != n:
                 last[r] = (n, now)
