@@ -101,8 +101,9 @@ def _store_of_this_attempt(timeout: datetime.timedelta) -> dist.Store | None:
     _AGENT_STORE = agent
     size = int(os.environ["WORLD_SIZE"])
     if int(os.environ["RANK"]) == 0:
-        server = dist.TCPStore(socket.getfqdn(), 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
-        agent.set("condgan/attempt_store", f"{socket.getfqdn()}:{server.port}")
+        host = socket.getfqdn()
+        server = dist.TCPStore(host, 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
+        agent.set("condgan/attempt_store", f"{host}:{server.port}")
         return server
     deadline = time.monotonic() + timeout.total_seconds()
     while True:
