@@ -1,9 +1,11 @@
 """Shared test helpers: a tiny, fast version of the demo preset, in-process and subprocess CLI runners."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,30 @@ def one_node_runs(tmp_path_factory) -> tuple[Path, Path]:
     train_ranks(root / "ddp", ONE_NODE, ranks=2)
     train_ranks(root / "single", ONE_NODE, ranks=1)
     return root / "ddp", root / "single"
+
+
+def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the run logged ``step`` (fails if training ended first)."""
+    log, end = run / "metrics.jsonl", time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, f"training ended before step {step}"
+        lines = log.read_text().splitlines() if log.exists() else []
+        if lines and json.loads(lines[-1]).get("step", 0) >= step:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Bitwise: the nets, both optimisers' states and the step."""
+    assert a["step"] == b["step"]
+    for net in ("G", "D", "G_ema"):
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert a[net][k].equal(b[net][k]), (net, k)
+    for opt in ("opt_g", "opt_d"):
+        sa, sb = a[opt]["state"], b[opt]["state"]
+        assert sa.keys() == sb.keys()
+        for i in sa:
+            for k, v in sa[i].items():
+                assert v.equal(sb[i][k]), (opt, i, k)

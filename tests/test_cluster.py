@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DDP_TINY, ONE_NODE, TESTS, load, max_gap, torchrun_env, train_args, train_ranks
+from conftest import (DDP_TINY, ONE_NODE, TESTS, assert_same_state, load, max_gap, torchrun_env, train_args,
+                      train_ranks, wait_for_step)
 
 STEPS = 40
 FAULTS = DDP_TINY + [f"train.steps={STEPS}", "train.ckpt_every=10"]
@@ -38,18 +39,6 @@ def output(tmp: Path) -> tuple[str, str]:
 
 def codes(tmp: Path) -> dict[int, int]:
     return {int(p.name): int(p.read_text()) for p in (tmp / "codes").iterdir()}
-
-
-def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the run logged ``step`` (fails if training ended first)."""
-    log, end = run / "metrics.jsonl", time.monotonic() + timeout
-    while time.monotonic() < end:
-        assert proc.poll() is None, f"training ended before step {step}"
-        lines = log.read_text().splitlines() if log.exists() else []
-        if lines and json.loads(lines[-1]).get("step", 0) >= step:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"step {step} not reached in {timeout} s")
 
 
 def worker_pid(launcher: subprocess.Popen, rank: int) -> int:
@@ -78,21 +67,6 @@ def finish(proc: subprocess.Popen, timeout: float = 180) -> int:
             for pid in [proc.pid, *descendants(proc.pid)]:
                 os.kill(pid, signal.SIGKILL)
             proc.wait()
-
-
-def assert_same_state(a: dict, b: dict) -> None:
-    """Bitwise: the nets, both optimisers' states and the step."""
-    assert a["step"] == b["step"]
-    for net in ("G", "D", "G_ema"):
-        assert a[net].keys() == b[net].keys()
-        for k in a[net]:
-            assert a[net][k].equal(b[net][k]), (net, k)
-    for opt in ("opt_g", "opt_d"):
-        sa, sb = a[opt]["state"], b[opt]["state"]
-        assert sa.keys() == sb.keys()
-        for i in sa:
-            for k, v in sa[i].items():
-                assert v.equal(sb[i][k]), (opt, i, k)
 
 
 def no_condgan_traceback(err: str) -> None:

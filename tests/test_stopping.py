@@ -7,11 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, load, one_line_error, run_main, tiny_train_args, torchrun_env
+from conftest import (TESTS, assert_same_state, load, one_line_error, run_main, tiny_train_args, torchrun_env,
+                      wait_for_step)
 
 from condgan.cli.main import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_RANK_FAILED
 from condgan.config import ConfigError, build_config, diff
@@ -28,17 +28,6 @@ def start(out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "condgan", *tiny_train_args(out, *SETS)], env=torchrun_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-
-def wait_for_step(out: Path, step: int, proc: subprocess.Popen) -> None:
-    log, end = out / "metrics.jsonl", time.monotonic() + 120
-    while time.monotonic() < end:
-        assert proc.poll() is None, "training ended first"
-        lines = log.read_text().splitlines() if log.exists() else []
-        if lines and json.loads(lines[-1])["step"] >= step:
-            return
-        time.sleep(0.01)
-    raise AssertionError("too slow")
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +59,7 @@ def test_ctrl_c_checkpoints_the_step_it_stops_at_and_the_rerun_is_bitwise(tmp_pa
     assert not list((out / "checkpoints").glob("*.tmp*")) and step < STEPS
     rerun = start(out)
     assert rerun.wait(300) == 0, rerun.stderr.read()
-    final = load(out / f"checkpoints/ckpt_{STEPS:08d}.pt")
-    for net in ("G", "D", "G_ema"):
-        assert all(final[net][k].equal(straight[net][k]) for k in final[net]), net
+    assert_same_state(load(out / f"checkpoints/ckpt_{STEPS:08d}.pt"), straight)
 
 
 def test_deferred_signals_are_noted_once_and_raise_only_outside_training():
