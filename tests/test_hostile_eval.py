@@ -330,7 +330,7 @@ def test_a_foreign_inception_weights_file_is_one_line_naming_it(kind, tmp_path):
     if kind == "directory":
         assert "is a directory" in message
     else:
-        assert "is not an Inception weights file condgan can read" in message and iw.WEIGHTS_NAME in message
+        assert "is not a weights file condgan can read for the FID Inception" in message and iw.WEIGHTS_NAME in message
 
 
 def test_eval_with_random_bytes_as_inception_weights_is_one_line(npz_run, tmp_path, capsys):
@@ -339,7 +339,7 @@ def test_eval_with_random_bytes_as_inception_weights_is_one_line(npz_run, tmp_pa
     code, _, err = run_main(capsys, "eval", str(run), "--backbone", "inception", "--metrics", "fid",
                             "--inception-weights", str(path), "--no-progress")
     assert code == 2
-    one_line_error(err, f"--inception-weights {path}", "is not an Inception weights file condgan can read")
+    one_line_error(err, f"--inception-weights {path}", "is not a weights file condgan can read for the FID Inception")
     assert "weights_only" not in err and not (run / "eval.json").exists()
 
 

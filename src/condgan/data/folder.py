@@ -74,15 +74,7 @@ def read_image(path: Path, resolution: int, resample: int = Image.Resampling.BIC
     """One image file -> uint8 [R, R, 3]: RGB, centre-cropped to its short side, resized with ``resample`` (a PIL
     filter; not at all when the crop already has side R). ``resize`` False: an image that is not R x R is a
     DataError (data.resize). PIL's warnings (a decompression bomb) become condgan warnings naming the file."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with Image.open(path) as img:
-                img = _to_rgb(img)  # also forces the full decode, so truncated files fail here
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
-    for caught_warning in caught:
-        warn(f"image {path}: {' '.join(str(caught_warning.message).split())}")
+    img = _open_rgb(path)
     if img.size != (resolution, resolution) and not resize:
         raise DataError(f"image {path} is {img.width}x{img.height} px, data.resolution is {resolution}: set "
                         f"data.resize=true to centre-crop and resize the images ({FILE_RESIZER}), or give "
@@ -93,6 +85,25 @@ def read_image(path: Path, resolution: int, resample: int = Image.Resampling.BIC
     if side != resolution:
         img = img.resize((resolution, resolution), resample)
     return np.asarray(img, dtype=np.uint8)
+
+
+def read_any_image(path: Path) -> np.ndarray:
+    """One image file at its own size -> uint8 [H, W, 3] (RGB as :func:`_to_rgb` makes it); DataError naming it."""
+    return np.asarray(_open_rgb(path), dtype=np.uint8)
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    """The decoded 8-bit RGB image of ``path``; unreadable files are a DataError, PIL's warnings condgan's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with Image.open(path) as img:
+                img = _to_rgb(img)  # also forces the full decode, so truncated files fail here
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
+    for caught_warning in caught:
+        warn(f"image {path}: {' '.join(str(caught_warning.message).split())}")
+    return img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -1,4 +1,5 @@
-"""Feature backbones for FID / PRDC / IS: the FID Inception and the per-dataset evaluation classifier.
+"""Feature backbones for FID / KID / PRDC / IS: the FID Inception, the per-dataset evaluation classifier, and
+(:mod:`.ssl_backbones`) DINOv2 and SwAV.
 
 A backbone maps uint8 images to (features, logits), batched, on its device, under ``no_grad``. Its
 ``descriptor`` is recorded with every score, and its ``cache_key`` names cached reference statistics:
@@ -32,7 +33,7 @@ def _state_hash(module: torch.nn.Module) -> str:
 
 
 @contextlib.contextmanager
-def _no_tf32() -> Iterator[None]:
+def no_tf32() -> Iterator[None]:
     """Plain fp32 convolutions and matmuls on CUDA (TF32 would shift features by ~1e-3 relative)."""
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
@@ -47,6 +48,7 @@ class Backbone(ABC):
 
     name: str
     batch_size: int = 250
+    has_logits: bool = True  # False: the logits are [B, 0] (no classifier head: DINOv2, SwAV)
 
     @abstractmethod
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +103,7 @@ class InceptionBackbone(Backbone):
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._to_input(images.to(self.device))
-        with _no_tf32():
+        with no_tf32():
             pool = self.model.features(x)
             logits = self.model.fc(pool) if self.logits_bias else self.model.logits_without_bias(pool)
         return pool.float(), logits.float()
@@ -149,15 +151,24 @@ class ClassifierBackbone(Backbone):
         return f"classifier-{ARCH_VERSION}-{self._hash}"
 
 
-BACKBONES = ("inception", "classifier")
+BACKBONES = ("inception", "classifier", "dinov2", "swav")
+DEFAULT_RESIZE = {"inception": "bilinear", "classifier": "none", "dinov2": "pil", "swav": "bilinear"}
 
 
 def build_backbone(name: str, train: ImageDataset, device: torch.device | str = "cpu", *,
-                   resize: str = "bilinear", inception_weights: str | os.PathLike | None = None,
+                   resize: str | None = None, weights: str | os.PathLike | None = None,
                    allow_download: bool = True, progress: bool = True) -> Backbone:
-    """The backbone called ``name`` (one of :data:`BACKBONES`) for a dataset whose train split is ``train``."""
+    """The backbone called ``name`` (one of :data:`BACKBONES`) for a dataset whose train split is ``train``;
+    ``resize`` None: the backbone's default (:data:`DEFAULT_RESIZE`); ``weights``: its file (None: looked up)."""
+    from .ssl_backbones import DINOv2Backbone, SwAVBackbone  # they build on Backbone, defined here
+
     if name == "inception":
-        return InceptionBackbone(device, resize, inception_weights, allow_download)
+        return InceptionBackbone(device, resize or DEFAULT_RESIZE[name], weights, allow_download)
     if name == "classifier":
+        if resize not in (None, "none"):
+            raise EvalError(f"the classifier backbone reads images at the dataset's size: no resize ('{resize}')")
         return ClassifierBackbone(train, device, progress)
+    if name in ("dinov2", "swav"):
+        kind = DINOv2Backbone if name == "dinov2" else SwAVBackbone
+        return kind(device, resize, weights, allow_download)
     raise EvalError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")

@@ -1,17 +1,20 @@
-"""One evaluation of a generator: backbone -> reference statistics -> samples -> metrics -> a record.
+"""One evaluation of a generator: backbones -> reference statistics -> samples -> metrics -> a record.
 
-The record says what produced each number: backbone (and its weights hash), resize method, number of
-samples, reference split and its size, IS splits/logits and PRDC k, and the seconds each stage took.
+The samples are drawn once; every backbone asked for (``inception,dinov2``) extracts its features from the same
+images, and every per-backbone metric (FID, KID, PRDC, intra-class FID, IS where the backbone has logits) is
+computed in each space. The record says what produced each number: each backbone (its weights' hash, its resize),
+the number of samples, the reference split and its size, IS splits/logits, PRDC k, KID subsets, and the seconds
+each stage took.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
-from ..config import Config, DataConfig
+from ..config import DataConfig
 from ..data import ImageDataset, load_dataset, to_float
 from ..data.classes import check_same_classes, split_label
 from ..notices import warn
@@ -19,84 +22,53 @@ from .backbones import Backbone, ClassifierBackbone, build_backbone
 from .classifier import classifier_caveat, load_or_train_classifier
 from .errors import EvalError
 from .generate import balanced_labels, generated_batches
-from .reference import reference_statistics
-from .suite import METRICS, EvalContext, check_metric_names, parse_metrics
-
-DEFAULT_METRICS = ("fid", "is", "prdc", "ifid", "acc")  # condgan eval's list at the classifier's scale
-AUTO = "auto"
-CLASSIFIER_SCALE = (100, 32)  # (classes, pixels) up to which condgan's own classifier is the default judge
+from .reference import Reference, reference_statistics
+from .request import (AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, at_classifier_scale,  # noqa: F401
+                      auto_protocol, beyond_classifier_scale, request_from_config, resolve_auto)
+from .suite import METRICS, EvalContext
 
 
-def auto_protocol(data: ImageDataset, eval_command: bool = False) -> tuple[str, list[str]]:
-    """(backbone, metrics) that ``auto`` means for a dataset whose train split is ``data``.
-
-    Up to 100 classes at up to 32 px (MNIST, CIFAR) condgan's evaluation classifier is trained on the data
-    (minutes) and judges: FID in its feature space and the samples' conditional accuracy. Beyond (Tiny-ImageNet,
-    CUB200, ImageNet at 64-128 px, 200-1000 classes) such a classifier would be weak or take hours to train, so
-    the papers' Inception network is the backbone, with FID and IS, and no classifier is trained unless a
-    metric that needs one (acc, cas) is asked for by name. ``eval_command``: condgan eval's longer list.
-    """
-    if at_classifier_scale(data):
-        return "classifier", list(DEFAULT_METRICS) if eval_command else ["fid", "acc"]
-    return "inception", ["fid", "is", "prdc", "ifid"] if eval_command else ["fid", "is"]
-
-
-def at_classifier_scale(data: ImageDataset) -> bool:
-    """Whether condgan trains its own evaluation classifier for ``data`` by default (:data:`CLASSIFIER_SCALE`)."""
-    return beyond_classifier_scale(data) is None
+def build_backbones(request: EvalRequest, train: ImageDataset | None, device: torch.device,
+                    progress: bool) -> dict[str, Backbone]:
+    """Every backbone of ``request`` (auto resolved), primary first; one that reads logits IS needs."""
+    backbones = {name: build_backbone(name, train, device, resize=request.resize_of(name),
+                                      weights=request.weights_of(name), allow_download=request.allow_download,
+                                      progress=progress)
+                 for name in request.backbones}
+    if "is" in request.metrics and not any(b.has_logits for b in backbones.values()):
+        raise EvalError(f"the Inception Score needs class logits: add the inception backbone (--backbone "
+                        f"{request.backbone},inception) or drop 'is' from the metrics")
+    return backbones
 
 
-def beyond_classifier_scale(data: ImageDataset) -> str | None:
-    """Which limit of :data:`CLASSIFIER_SCALE` ``data`` exceeds, in words (None when it is within both)."""
-    classes, pixels = CLASSIFIER_SCALE
-    over = ([f"{data.num_classes} classes, more than the {classes}"] if data.num_classes > classes else []) + (
-        [f"{data.images.shape[-1]} px images, larger than the {pixels} px"] if data.images.shape[-1] > pixels else [])
-    return f"{data.name} has {' and '.join(over)} the evaluation classifier is made for" if over else None
-
-
-def resolve_auto(request: "EvalRequest", data: ImageDataset, eval_command: bool = False) -> "EvalRequest":
-    """``request`` with an ``auto`` backbone or metric list replaced by :func:`auto_protocol`'s choice."""
-    backbone, metrics = auto_protocol(data, eval_command)
-    return replace(request, backbone=backbone if request.backbone == AUTO else request.backbone,
-                   metrics=metrics if request.metrics == [AUTO] else request.metrics)
-
-
-@dataclass
-class EvalRequest:
-    """What to compute and how; every field is recorded with the scores."""
-    metrics: list[str] = field(default_factory=lambda: [AUTO])  # [AUTO]: see auto_protocol
-    backbone: str = AUTO
-    num_samples: int = 10000
-    ref_split: str = "test"
-    resize: str = "bilinear"
-    batch_size: int = 250
-    seed: int = 0
-    is_splits: int = 10
-    prdc_k: int = 5
-    inception_weights: str | None = None
-    allow_download: bool = True
-
-    def check(self) -> None:
-        if self.metrics != [AUTO]:
-            check_metric_names(self.metrics)
-        if self.ref_split not in ("train", "test"):
-            raise EvalError(f"reference split must be train or test, got '{self.ref_split}'")
-        if self.num_samples < 2 or self.batch_size < 1:
-            raise EvalError(f"need num_samples >= 2 and batch_size >= 1, got {self.num_samples}, {self.batch_size}")
-        if "is" in self.metrics and not 1 <= self.is_splits <= self.num_samples:
-            raise EvalError(f"Inception Score splits must be in [1, num_samples={self.num_samples}]; "
-                            f"got {self.is_splits}")
-
-
-def request_from_config(cfg: Config) -> EvalRequest:
-    """The periodic-evaluation request described by ``cfg.eval``."""
-    e = cfg.eval
-    return EvalRequest(metrics=parse_metrics(e.metrics), backbone=e.backbone, num_samples=e.num_samples,
-                       ref_split=e.ref, resize=e.resize, seed=cfg.train.seed)
+def score(features: dict[str, torch.Tensor], logits: dict[str, torch.Tensor], labels: torch.Tensor | None,
+          refs: dict[str, Reference], request: EvalRequest, num_classes: int, shared: dict) -> tuple[dict, dict]:
+    """(values, timing) of every metric of ``request``: the primary backbone's values, then the metrics that are
+    not per backbone (acc, cas: ``shared`` holds their EvalContext fields), then ``by_backbone`` (every backbone's
+    own values) when there are several backbones."""
+    options = {"seed": request.seed, "is_splits": request.is_splits, "prdc_k": request.prdc_k,
+               "kid_subsets": request.kid_subsets, "kid_subset_size": request.kid_subset_size}
+    by_backbone: dict[str, dict] = {}
+    common: dict = {}
+    timing: dict[str, float] = {}
+    for i, name in enumerate(features):
+        ctx = EvalContext(features[name], logits[name], labels, num_classes, ref=refs.get(name), options=options,
+                          **shared)
+        own: dict = {}
+        for metric in request.metrics:
+            m = METRICS[metric]
+            if (not m.per_backbone and i > 0) or (m.needs_logits and logits[name].shape[1] == 0):
+                continue
+            t = time.perf_counter()
+            (own if m.per_backbone else common).update(m.fn(ctx))
+            timing[f"{metric}_s" if i == 0 else f"{metric}_{name}_s"] = time.perf_counter() - t
+        by_backbone[name] = own
+    values = {**next(iter(by_backbone.values())), **common}
+    return ({**values, "by_backbone": by_backbone} if len(by_backbone) > 1 else values), timing
 
 
 class Evaluator:
-    """Holds the backbone, classifier and reference statistics for one dataset, to score many generators."""
+    """Holds the backbones, classifier and reference statistics for one dataset, to score many generators."""
 
     def __init__(self, data_cfg: DataConfig, request: EvalRequest, device: torch.device | str = "cpu",
                  train: ImageDataset | None = None, progress: bool = True, eval_command: bool = False) -> None:
@@ -111,22 +83,23 @@ class Evaluator:
                             f"{self.train.name}: ask for at least {self.train.num_classes}")
         needs = [METRICS[m] for m in request.metrics]
         ref_data = self._load_splits(data_cfg, needs)
-        # Then the backbone: a bad split or a missing Inception file fails before any slow or disk-writing work.
-        self.backbone: Backbone = build_backbone(
-            request.backbone, self.train, self.device, resize=request.resize,
-            inception_weights=request.inception_weights, allow_download=request.allow_download, progress=progress)
+        # Then the backbones: a bad split or a missing weights file fails before any slow or disk-writing work.
+        self.backbones = build_backbones(request, self.train, self.device, progress)
+        self.backbone: Backbone = next(iter(self.backbones.values()))
         self.classifier = None
         if any(m.needs_classifier for m in needs):
-            self.classifier = (self.backbone.model if isinstance(self.backbone, ClassifierBackbone)
-                               else load_or_train_classifier(self.train, self.device, progress))
+            own = next((b.model for b in self.backbones.values() if isinstance(b, ClassifierBackbone)), None)
+            self.classifier = own or load_or_train_classifier(self.train, self.device, progress)
         self.keep_images = any(m.needs_images for m in needs)
         self._caveat_said = False
-        self.ref = None
+        self.refs: dict[str, Reference] = {}
         if ref_data is not None:
             if self.ref_is_train and request.ref_split != "train":
                 warn(f"the {request.ref_split} split of {self.train.name} is its training images (it has no "
                      f"held-out split): FID and PRDC measure closeness to the images the generator was trained on")
-            self.ref = reference_statistics(ref_data, request.ref_split, self.backbone, progress)
+            self.refs = {name: reference_statistics(ref_data, request.ref_split, b, progress)
+                         for name, b in self.backbones.items()}
+        self.ref = self.refs.get(self.backbone.name)
         self.timing["setup_s"] = time.perf_counter() - t0
 
     def _load_splits(self, data_cfg: DataConfig, needs: list) -> ImageDataset | None:
@@ -147,36 +120,41 @@ class Evaluator:
         self.ref_is_train = ref_data is not None and ref_data.identity == self.train.identity
         return ref_data
 
-    def _sample(self, G: nn.Module, z_dim: int) -> EvalContext:
+    def _sample(self, G: nn.Module, z_dim: int) -> tuple[dict, dict, torch.Tensor, dict, dict]:
+        """(features, logits per backbone, labels, the shared context fields, seconds per backbone)."""
         r = self.request
         labels = balanced_labels(r.num_samples, self.train.num_classes, self.device)
-        feats, logits, class_logits, images = [], [], [], []
+        feats = {name: [] for name in self.backbones}
+        logits = {name: [] for name in self.backbones}
+        seconds = dict.fromkeys(self.backbones, 0.0)
+        class_logits, images = [], []
         for x, _y in generated_batches(G, z_dim, labels, r.batch_size, r.seed):
-            f, lg = self.backbone(x)
-            feats.append(f)
-            logits.append(lg)
+            for name, backbone in self.backbones.items():
+                t = time.perf_counter()
+                f, lg = backbone(x)
+                seconds[name] += time.perf_counter() - t
+                feats[name].append(f)
+                logits[name].append(lg)
             if self.classifier is not None:
-                class_logits.append(lg if isinstance(self.backbone, ClassifierBackbone)
-                                    else self.classifier(to_float(x)))
+                own = self.backbones.get("classifier")
+                class_logits.append(logits["classifier"][-1] if own is not None else self.classifier(to_float(x)))
             if self.keep_images:
                 images.append(x)
-        return EvalContext(torch.cat(feats), torch.cat(logits), labels, self.train.num_classes, ref=self.ref,
-                           class_logits=torch.cat(class_logits) if class_logits else None,
-                           images=torch.cat(images) if images else None, test=self.test,
-                           classifier=self.classifier,
-                           options={"seed": r.seed, "is_splits": r.is_splits, "prdc_k": r.prdc_k})
+        shared = {"class_logits": torch.cat(class_logits) if class_logits else None,
+                  "images": torch.cat(images) if images else None, "test": self.test, "classifier": self.classifier}
+        return ({n: torch.cat(v) for n, v in feats.items()}, {n: torch.cat(v) for n, v in logits.items()}, labels,
+                shared, seconds)
 
     @torch.no_grad()
     def __call__(self, G: nn.Module, z_dim: int) -> dict:
         """Score ``G`` (called as ``G(z [B, z_dim], y [B]) -> images in [-1, 1]``); returns the record."""
         t0 = time.perf_counter()
-        ctx = self._sample(G, z_dim)
+        feats, logits, labels, shared, seconds = self._sample(G, z_dim)
         timing = {**self.timing, "samples_and_features_s": time.perf_counter() - t0}
-        values: dict = {}
-        for name in self.request.metrics:
-            t = time.perf_counter()
-            values.update(METRICS[name].fn(ctx))
-            timing[f"{name}_s"] = time.perf_counter() - t
+        if len(self.backbones) > 1:
+            timing.update({f"features_{name}_s": s for name, s in seconds.items()})
+        values, metric_timing = score(feats, logits, labels, self.refs, self.request, self.train.num_classes, shared)
+        timing.update(metric_timing)
         protocol = self.protocol()
         if "real_acc_top1" in values:
             protocol["classifier_caveat"] = self._caveat(values["real_acc_top1"])
@@ -196,15 +174,29 @@ class Evaluator:
                "labels": "balanced: sample i has class i mod C", "generator": "eval mode",
                "seed": r.seed, "request": asdict(r),
                "test_split": "held out" if self.test_held_out else "the training images (no separate test split)"}
+        if len(self.backbones) > 1:
+            out["backbones"] = {name: b.descriptor for name, b in self.backbones.items()}
         if self.ref is not None:
             out["reference"] = {k: self.ref.meta[k] for k in ("dataset", "split", "identity", "num_images")}
             out["reference"]["from_cache"] = self.ref.from_cache
             # the reference is the generator's own training data: said in the record, not only in a warning
             out["reference"]["training_images"] = self.ref_is_train
-        if "is" in r.metrics:
-            out["is"] = {"splits": r.is_splits, "logits": self.backbone.descriptor.get("logits", "class logits")}
-        if "prdc" in r.metrics:
-            out["prdc"] = {"k": r.prdc_k, "distance": "euclidean, strict <"}
+        out.update(metric_protocol(r, self.backbones))
         if "acc" in r.metrics or "cas" in r.metrics:
             out["classifier"] = f"condgan EvalClassifier trained on {self.train.name}-{self.train.identity}"
         return out
+
+
+def metric_protocol(r: EvalRequest, backbones: dict[str, Backbone]) -> dict:
+    """The settings of IS, PRDC and KID, where asked for."""
+    out: dict = {}
+    if "is" in r.metrics:
+        with_logits = [b for b in backbones.values() if b.has_logits]
+        out["is"] = {"splits": r.is_splits, "logits": with_logits[0].descriptor.get("logits", "class logits"),
+                     "backbone": with_logits[0].name}
+    if "prdc" in r.metrics:
+        out["prdc"] = {"k": r.prdc_k, "distance": "euclidean, strict <"}
+    if "kid" in r.metrics:
+        out["kid"] = {"subsets": r.kid_subsets, "subset_size": r.kid_subset_size, "seed": 2020,
+                      "kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2; mean and std (ddof 0) over subsets"}
+    return out

@@ -15,6 +15,7 @@ from .conditional import class_logits, classification_accuracy_score, intra_clas
 from .errors import EvalError
 from .fid import feature_statistics, frechet_distance
 from .inception_score import inception_score
+from .kid import SUBSET_SIZE, SUBSETS, kid
 from .prdc import prdc
 from .reference import Reference
 
@@ -42,6 +43,8 @@ class Metric:
     needs_reference: bool = False
     needs_classifier: bool = False
     needs_images: bool = False
+    per_backbone: bool = True  # computed in every backbone's feature space (acc and cas are the classifier's)
+    needs_logits: bool = False  # a backbone with class logits (Inception, the classifier)
 
 
 def fid(ctx: EvalContext) -> dict:
@@ -64,6 +67,11 @@ def prdc_metric(ctx: EvalContext) -> dict:
         real = real[torch.randperm(real.shape[0], generator=gen)[:n]]
     out = prdc(real.to(ctx.fake_features.device), ctx.fake_features, k=ctx.options.get("prdc_k", 5))
     return {**out, "prdc_num_real": int(real.shape[0])}
+
+
+def _kid(ctx: EvalContext) -> dict:
+    o = ctx.options
+    return kid(ctx.fake_features, ctx.ref.features, o.get("kid_subsets", SUBSETS), o.get("kid_subset_size", SUBSET_SIZE))
 
 
 def _intra_class_fid(ctx: EvalContext) -> dict:
@@ -89,14 +97,14 @@ def _cas(ctx: EvalContext) -> dict:
 
 METRICS: dict[str, Metric] = {
     "fid": Metric(fid, ("fid",), needs_reference=True),
-    "is": Metric(inception_score_metric, ("is_mean", "is_std")),
+    "kid": Metric(_kid, ("kid_mean", "kid_std"), needs_reference=True),
+    "is": Metric(inception_score_metric, ("is_mean", "is_std"), needs_logits=True),
     "prdc": Metric(prdc_metric, ("precision", "recall", "density", "coverage"), needs_reference=True),
     "ifid": Metric(_intra_class_fid, ("ifid",), needs_reference=True),
-    "acc": Metric(_accuracy, ("acc_top1", "acc_top5", "real_acc_top1"), needs_classifier=True),
-    "cas": Metric(_cas, ("cas_top1", "cas_top5"), needs_images=True),
+    "acc": Metric(_accuracy, ("acc_top1", "acc_top5", "real_acc_top1"), needs_classifier=True, per_backbone=False),
+    "cas": Metric(_cas, ("cas_top1", "cas_top5"), needs_images=True, per_backbone=False),
 }
-LOWER_IS_BETTER = frozenset({"fid", "ifid"})
-
+LOWER_IS_BETTER = frozenset({"fid", "ifid", "kid_mean"})
 
 
 def parse_metrics(text: str) -> list[str]:
