@@ -213,8 +213,9 @@ class EvalConfig:
     # comma list of fid, is, prdc, ifid, acc, cas; auto: fid,acc up to 100 classes at 32 px, else fid,is
     metrics: str = "auto"
     best: str = "fid"  # the value that picks checkpoints/best.pt (fid, ifid: lower is better; others: higher)
-    # auto: the evaluation classifier up to 100 classes at 32 px, else Inception (condgan.metrics.evaluate)
-    backbone: str = _choice("auto", "classifier", "inception", default="auto")
+    # auto: the evaluation classifier up to 100 classes at 32 px, else Inception (condgan.metrics.request); dinov2 and
+    # swav read their default resize (eval.resize is the Inception's)
+    backbone: str = _choice("auto", "classifier", "inception", "dinov2", "swav", default="auto")
     # reference split of the real images; auto: the papers' (train for cub200 and afhq, else test)
     ref: str = _choice("auto", "test", "train", default="auto")
     resize: str = _choice("bilinear", "clean", default="bilinear")  # inception backbone input resize

@@ -24,7 +24,7 @@ from .. import __version__
 from ..config import ConfigError
 from ..files import LockHeld, read_records, take_lock, write_text_atomic
 from ..notices import warn
-from .tables import CONDGAN_KEYS, Table
+from .tables import CONDGAN_KEYS, FEATURE_SPACE_KEYS, Table
 
 EVAL_RECORD = "reproduce_eval.json"  # in the run dir, written by `condgan eval --out`
 LOCK = ".reproduce.lock"  # in OUT: held by the one reproduce running there
@@ -47,9 +47,11 @@ class Job:
     train: list[str]
     eval: list[str]
 
+    record_name: str = EVAL_RECORD
+
     @property
     def record(self) -> Path:
-        return self.run_dir / EVAL_RECORD
+        return self.run_dir / self.record_name
 
 
 def jobs(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device: str = "cpu",
@@ -58,6 +60,8 @@ def jobs(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device
     extra = [*table.sets, *sets]
     suffix = "-" + hashlib.sha256("\n".join(extra).encode()).hexdigest()[:8] if extra else ""
     launcher = ["torchrun", f"--nproc_per_node={nproc}", "-m", "condgan"] if nproc > 1 else ["condgan"]
+    further = table.protocol.backbones[1:]  # reported beside the paper's space: a record of its own
+    record = EVAL_RECORD if not further else EVAL_RECORD.replace(".json", f".{'+'.join(further)}.json")
     out_jobs = []
     for row in table.rows:
         for seed in seeds:
@@ -66,8 +70,8 @@ def jobs(table: Table, seeds: list[int], out: Path, sets: list[str] = (), device
                      *[a for s in extra for a in ("--set", s)], "--out", str(run_dir), "--device", device,
                      "--no-progress", "--no-eval"]
             evaluate = ["condgan", "eval", str(run_dir), *table.protocol.eval_args(), "--device", device,
-                        "--out", str(run_dir / EVAL_RECORD), "--no-progress"]
-            out_jobs.append(Job(row.label, row.preset, seed, run_dir, train, evaluate))
+                        "--out", str(run_dir / record), "--no-progress"]
+            out_jobs.append(Job(row.label, row.preset, seed, run_dir, train, evaluate, record))
     return out_jobs
 
 
@@ -232,8 +236,10 @@ def mean_std(values: list[float]) -> str:
 def markdown(table: Table, todo: list[Job], device: str) -> str:
     """Paper vs condgan per row (mean ± std over the finished seeds), then the Fig. 2 diagnostics if logged."""
     measured = [c for c in table.columns if CONDGAN_KEYS.get(c)]
-    head = ["row", "preset", *[f"paper {c}" for c in table.columns], *[f"condgan {c}" for c in measured],
-            "seeds", "train min / seed"]
+    primary, *further = table.protocol.backbones
+    spaces = [(c, None) for c in measured] + [(c, b) for b in further for c in measured if c in FEATURE_SPACE_KEYS]
+    head = ["row", "preset", *[f"paper {c}" for c in table.columns],
+            *[f"condgan {c} ({b or primary})" for c, b in spaces], "seeds", "train min / seed"]
     lines = [f"### {table.name}: {table.title}", "",
              f"condgan {__version__}, {time.strftime('%Y-%m-%d')}, {_hardware(device)}; protocol: `condgan eval "
              f"{' '.join(table.protocol.eval_args())}`; mean ± sample std over seeds", "",
@@ -242,14 +248,22 @@ def markdown(table: Table, todo: list[Job], device: str) -> str:
         outcomes = [(j.seed, collect(j)) for j in todo if j.label == row.label]
         done = [o for _, o in outcomes if "metrics" in o]
         cells = [row.label, f"`{row.preset}`", *[_fmt(row.paper.get(c)) for c in table.columns]]
-        values = {c: [o["metrics"].get(CONDGAN_KEYS[c]) for o in done] for c in measured}
-        cells += [mean_std([v for v in values[c] if _number(v)]) for c in measured]  # a damaged value: left out
+        values = {(c, b): [_value(o["metrics"], CONDGAN_KEYS[c], b) for o in done] for c, b in spaces}
+        cells += [mean_std([v for v in values[key] if _number(v)]) for key in spaces]  # a damaged value: left out
         diverged = [f"seed {s} diverged" for s, o in outcomes if "diverged" in o]
         cells += [", ".join([f"{len(done)}/{len(outcomes)}", *diverged]),
                   mean_std([o["times"]["train"] / 60 for o in done if _number(o["times"].get("train"))])]
         lines.append("| " + " | ".join(cells) + " |")
     diag = diagnostics_table(table, todo)
     return "\n".join(lines + ([""] + diag if diag else []))
+
+
+def _value(metrics: dict, key: str, backbone: str | None) -> object:
+    """``key`` of the primary backbone's values, or of ``backbone``'s (its ``by_backbone`` entry)."""
+    if backbone is None:
+        return metrics.get(key)
+    own = metrics.get("by_backbone")
+    return own.get(backbone, {}).get(key) if isinstance(own, dict) and isinstance(own.get(backbone), dict) else None
 
 
 def diagnostics_table(table: Table, todo: list[Job]) -> list[str]:

@@ -14,6 +14,7 @@ CONDGAN_KEYS: dict[str, str | None] = {
     "F1/8": None, "F8": None,  # Sajjadi et al.'s PRD F-scores; condgan's prdc is Naeem et al.'s (not the same)
     "time_s": None,  # the paper's wall clock on its own GPUs
 }
+FEATURE_SPACE_KEYS = ("FID",)  # the paper metrics a further backbone also measures (IS and acc are not per space)
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,20 @@ class Protocol:
     """How the table's numbers are measured; the arguments of ``condgan eval``."""
     metrics: str  # condgan eval --metrics
     num_samples: int  # generated images (the papers: as many as the reference split holds)
-    backbone: str = "inception"
+    backbone: str = "inception"  # or a comma list: the first is the paper's, the others are reported beside it
     ref: str = "auto"  # the dataset's reference split (condgan.data.registry.reference_split)
     resize: str = "bilinear"
     is_splits: int = 10  # StudioGAN (ReACGAN's tables) reports one split
     note: str = ""
 
+    @property
+    def backbones(self) -> list[str]:
+        return self.backbone.split(",")
+
     def eval_args(self) -> list[str]:
         args = ["--metrics", self.metrics, "--num", str(self.num_samples), "--backbone", self.backbone,
                 "--ref", self.ref]
-        args += ["--resize", self.resize] if self.backbone == "inception" else []
+        args += ["--resize", self.resize] if "inception" in self.backbones else []
         return args + (["--is-splits", str(self.is_splits)] if "is" in self.metrics.split(",") else [])
 
 
