@@ -3,8 +3,14 @@
 PRDC: condgan.metrics.prdc vs the ``prdc`` package (``compute_prdc``) on random Gaussian features.
 FID:  condgan.metrics.fid.frechet_distance vs a float64 scipy ``sqrtm`` reference, on the statistics of
 N random feature vectors.
+KID:  condgan.metrics.kid.kid (100 subsets of 1000, float64) on the same features (its agreement with
+torch-fidelity is benchmarks/feature_refs.py's; torch-fidelity needs torchvision).
+Features (``--features N``): images per second of each backbone's whole pipeline (resize, normalise, network,
+fp32 without TF32) on N random 32 px uint8 images, randomly initialised full-size nets (the speed does not depend
+on the weights), and the time 10k and 50k images take at that rate (measured on N; "scaled" when N is smaller).
 
     PYTHONPATH=src python benchmarks/metrics_bench.py --n 10000 --dim 2048 --k 5
+    PYTHONPATH=src python benchmarks/metrics_bench.py --features 64 --only-features          # DINOv2 / SwAV on a CPU
 
 Wall times are the best of ``--repeats`` runs; "steal" is the CPU time the hypervisor gave to other
 guests during the condgan runs (from /proc/stat), which inflates wall times on shared machines.
@@ -18,11 +24,13 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from condgan.metrics.fid import feature_statistics, frechet_distance
+from condgan.metrics.kid import kid
 from condgan.metrics.prdc import prdc
 
 
@@ -96,6 +104,44 @@ def bench_fid(args: argparse.Namespace, device: torch.device) -> str:
     return _row("FID", t, t_ref, f"rel diff {rel:.2e}", f"value {ours:.6f}, steal {steal:.1f}s")
 
 
+def bench_kid(args: argparse.Namespace, device: torch.device) -> str:
+    g = torch.Generator().manual_seed(args.seed + 2)
+    fake, real = (torch.randn(args.n, args.dim, generator=g).to(device) + shift for shift in (0.0, 0.05))
+    t, steal, ours = _timed(lambda: kid(fake, real), device, args.repeats)
+    return _row("KID", t, None, f"value {ours['kid_mean']:.3e}",
+                f"{ours['kid_subsets']} subsets of {ours['kid_subset_size']}, steal {steal:.1f}s")
+
+
+def bench_features(args: argparse.Namespace, device: torch.device) -> list[str]:
+    """One row per backbone: images/s of the whole pipeline on ``args.features`` 32 px images."""
+    from condgan.metrics.preprocess import resize_for
+    from condgan.metrics.resnet50 import ResNet50Trunk
+    from condgan.metrics.ssl_backbones import DINOv2Backbone, SwAVBackbone
+    from condgan.metrics.vit import VIT_SPECS, DinoViT, ViTSpec
+
+    g = torch.Generator().manual_seed(args.seed + 3)
+    images = torch.randint(0, 256, (args.features, 3, 32, 32), dtype=torch.uint8, generator=g)
+    rows = []
+    for name in args.feature_backbones.split(","):
+        kind = {"dinov2": DINOv2Backbone, "swav": SwAVBackbone}[name]
+        spec = ViTSpec("tiny", 32, 2, 2) if args.tiny_nets else VIT_SPECS["ViT-L/14"]
+        net = DinoViT(spec) if name == "dinov2" else ResNet50Trunk()
+        # the backbone's own pipeline around a random net: no weights file is needed to time it
+        backbone = kind.__new__(kind)
+        backbone.resize, backbone.device, backbone.dtype = kind.default_resize, device, torch.float32
+        backbone.batch_size, backbone.weights_path = args.feature_batch, Path("random")
+        backbone._resize = resize_for(name, backbone.resize)
+        backbone.model = net.to(device).eval().requires_grad_(False)
+        backbone.extract(images[:2].to(device))  # warm-up (CUDA context, kernels)
+        t, steal, _ = _timed(lambda: backbone.extract(images), device, 1)
+        rate = args.features / t
+        what = (f"DINOv2 {spec.name}" if name == "dinov2" else "SwAV ResNet-50") + ", random weights"
+        rows.append(f"{name:<7} {args.features:>7} {t:10.2f} {rate:10.2f}  {10_000 / rate:10.0f} {50_000 / rate:10.0f}"
+                    f"  {what}, resize {backbone.resize}, batch {args.feature_batch}, steal {steal:.1f}s"
+                    + ("" if args.features >= 50_000 else f" (10k{'/50k' if args.features < 10_000 else ''}: scaled)"))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=10000, help="feature vectors per set")
@@ -105,16 +151,26 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="condgan runs (best is reported)")
     p.add_argument("--skip-reference", action="store_true", help="time condgan only")
+    p.add_argument("--features", type=int, default=0, help="images for the feature-extraction rows (0: none)")
+    p.add_argument("--feature-backbones", default="dinov2,swav", help="comma list of dinov2, swav")
+    p.add_argument("--feature-batch", type=int, default=64, help="images per backbone batch (default 64)")
+    p.add_argument("--only-features", action="store_true", help="skip the PRDC, FID and KID rows")
+    p.add_argument("--tiny-nets", action="store_true", help="a tiny ViT (smoke runs; not a timing)")
     args = p.parse_args()
     device = torch.device(args.device)
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
           f"({platform.processor() or platform.machine()}), device {device}{gpu}")
-    print(f"n={args.n} real and {args.n} fake, dim={args.dim}, k={args.k}, seed={args.seed}, "
-          "float32 N(0, 1) features")
-    rows = [bench_prdc(args, device), bench_fid(args, device)]
-    print(f"\n{'metric':<6} {'condgan s':>10} {'ref s':>10} {'speed-up':>8}  {'agreement':<22} notes")
-    print("\n".join(rows))
+    if not args.only_features:
+        print(f"n={args.n} real and {args.n} fake, dim={args.dim}, k={args.k}, seed={args.seed}, "
+              "float32 N(0, 1) features")
+        rows = [bench_prdc(args, device), bench_fid(args, device), bench_kid(args, device)]
+        print(f"\n{'metric':<6} {'condgan s':>10} {'ref s':>10} {'speed-up':>8}  {'agreement':<22} notes")
+        print("\n".join(rows))
+    if args.features:
+        rows = bench_features(args, device)
+        print(f"\n{'space':<7} {'images':>7} {'seconds':>10} {'images/s':>10}  {'10k s':>10} {'50k s':>10}  notes")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":

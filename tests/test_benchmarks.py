@@ -47,16 +47,19 @@ def test_every_benchmark_script_starts():
 
 
 def test_the_gpu_suite_runs_whole_at_its_smallest(tmp_path):
-    """REDUCED=1: every section (step_bench's three rows, data_bench, metrics_bench) at tiny widths and sizes."""
+    """REDUCED=1: every section (step_bench's three rows, data_bench, metrics_bench, feature extraction) at tiny
+    widths and sizes."""
     env = {**os.environ, "REDUCED": "1", "OUT": str(tmp_path), "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(BENCHMARKS / "gpu_suite.sh")], capture_output=True, text=True, timeout=600,
                           env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     sections = [line for line in done.stdout.splitlines() if line.startswith("(") and ": exit " in line]
-    assert len(sections) == 6 and all(": exit 0," in line for line in sections), sections
+    assert len(sections) == 7 and all(": exit 0," in line for line in sections), sections
     style = next(line for line in done.stdout.splitlines() if line.startswith("condgan fp32") and " 4 " in line)
     assert float(style.split()[3]) > 0  # ms per iteration
-    assert (tmp_path / "gpu_suite.log").read_text().count(": exit 0,") == 6
+    assert (tmp_path / "gpu_suite.log").read_text().count(": exit 0,") == 7
+    features = [line.split() for line in done.stdout.splitlines() if line.startswith(("dinov2 ", "swav "))]
+    assert [row[0] for row in features] == ["dinov2", "swav"] and all(float(row[3]) > 0 for row in features)
 
 
 # The smallest run of each script that needs no reference checkout (the GPU suite's scripts run above).
