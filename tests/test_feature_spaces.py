@@ -149,6 +149,16 @@ def test_a_bad_dinov2_file_is_one_line_naming_it(kind, tiny_dinov2, tmp_path, ca
     assert "\n" not in str(err.value) and str(path) in str(err.value) and why in str(err.value), str(err.value)
 
 
+def test_a_file_of_another_network_given_as_swav_weights_is_one_line(tiny_dinov2):
+    from condgan.metrics.ssl_backbones import SwAVBackbone
+
+    with pytest.raises(EvalError) as err:
+        SwAVBackbone(weights=tiny_dinov2)
+    message = str(err.value)
+    assert "\n" not in message and str(tiny_dinov2) in message and "SwAV ResNet-50" in message
+    assert "'conv1.weight' is missing" in message
+
+
 # ----------------------------------------------------------------------------------------------------- image sets
 def _image_folder(root: Path, shift: int = 0, labelled: bool = True) -> Path:
     """12 PNGs: 32x32 RGB, 48x40 RGB and two greyscale, in class folders cat/dog (or flat)."""

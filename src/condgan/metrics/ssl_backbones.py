@@ -45,8 +45,11 @@ class ImageNetBackbone(Backbone):
         self._resize = resize_for(self.name, self.resize)  # checked before the (slower) weights lookup
         self.device, self.batch_size, self.dtype = torch.device(device), batch_size, dtype
         spec = self.weights_spec
-        self.weights_path = find_weights(spec, weights, allow_download, check=lambda p: self._build(p, weights))
-        self.model = self._build(self.weights_path, weights).to(self.device, dtype).eval().requires_grad_(False)
+        built: list[nn.Module] = []  # a downloaded file is built once, to check it before it is kept
+        self.weights_path = find_weights(spec, weights, allow_download,
+                                         check=lambda p: built.append(self._build(p, weights)))
+        model = built[0] if built else self._build(self.weights_path, weights)
+        self.model = model.to(self.device, dtype).eval().requires_grad_(False)
         self.sha256 = file_sha256(self.weights_path)
 
     def _build(self, found: Path, named: str | os.PathLike | None) -> nn.Module:
