@@ -17,7 +17,7 @@ import torch
 from condgan.data.base import DataError, ImageDataset, fit_resolution, make_dataset
 
 
-def _to_nchw(images: np.ndarray, where: str) -> np.ndarray:
+def to_nchw(images: np.ndarray, where: str) -> np.ndarray:
     """uint8 [N, H, W] | [N, H, W, C] | [N, C, H, W] -> [N, C, H, W]; channels-last wins when ambiguous."""
     if images.dtype != np.uint8:
         raise DataError(f"{where} must be uint8, got {images.dtype}")
@@ -60,7 +60,7 @@ def _read(path: Path, keys: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
             images, labels = archive[keys[0]], archive[keys[1]]
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
             raise DataError(f"{path}: cannot read '{keys[0]}'/'{keys[1]}': {' '.join(str(err).split())}") from None
-    images = _to_nchw(images, f"{path}: '{keys[0]}'")
+    images = to_nchw(images, f"{path}: '{keys[0]}'")
     return images, _check_labels(labels, images.shape[0], f"{path}: '{keys[1]}'")
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..data import DataError, ImageDataset
 from ..data.folder import IMAGE_SUFFIXES, list_images, read_any_image
-from ..data.npz import _to_nchw
+from ..data.npz import to_nchw
 from .errors import EvalError
 from .evaluate import build_backbones, metric_protocol, score
 from .reference import reference_statistics
@@ -105,8 +105,9 @@ def _read_folder(root: Path, what: str) -> ImageSet:
     classes = tuple(p.name for p in class_dirs) if labelled else ()
     files = ([(f, c) for c, d in enumerate(class_dirs) for f in list_images(d)] if labelled
              else [(f, -1) for f in list_images(root)])
-    if not files:
-        raise EvalError(f"{what} {root} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if len(files) < 2:
+        raise EvalError(f"{what} {root} holds {'no' if not files else 'one'} image file"
+                        f"{'s' if not files else ''} ({', '.join(sorted(IMAGE_SUFFIXES))}); scoring needs at least 2")
     try:
         images = [read_any_image(f) for f, _ in files]
     except DataError as err:
@@ -120,15 +121,15 @@ def _read_npz(path: Path, what: str) -> ImageSet:
             key = next((k for k in ("images", "arr_0") if k in blob.files), None)
             if key is None:
                 raise EvalError(f"{what} {path} holds no 'images' (or 'arr_0') array; it has {', '.join(blob.files)}")
-            images = _to_nchw(blob[key], f"{what} {path}: '{key}'")
+            images = to_nchw(blob[key], f"{what} {path}: '{key}'")
             label_key = next((k for k in ("labels", "arr_1") if k in blob.files), None)
             labels = blob[label_key] if label_key else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise EvalError(f"{what} {path} cannot be read as an .npz file ({' '.join(str(err).split())})") from None
     except DataError as err:
         raise EvalError(str(err)) from None
-    if images.shape[0] == 0:
-        raise EvalError(f"{what} {path}: '{key}' holds no images")
+    if images.shape[0] < 2:
+        raise EvalError(f"{what} {path}: '{key}' holds {images.shape[0]} image(s); scoring needs at least 2")
     if labels is not None and (labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer)
                                or labels.min() < 0):
         raise EvalError(f"{what} {path}: '{label_key}' must be non-negative integers, one per image; got "
