@@ -114,6 +114,7 @@ def bench_kid(args: argparse.Namespace, device: torch.device) -> str:
 
 def bench_features(args: argparse.Namespace, device: torch.device) -> list[str]:
     """One row per backbone: images/s of the whole pipeline on ``args.features`` 32 px images."""
+    from condgan.metrics.backbones import DEFAULT_RESIZE
     from condgan.metrics.preprocess import resize_for
     from condgan.metrics.resnet50 import ResNet50Trunk
     from condgan.metrics.ssl_backbones import DINOv2Backbone, SwAVBackbone
@@ -128,7 +129,7 @@ def bench_features(args: argparse.Namespace, device: torch.device) -> list[str]:
         net = DinoViT(spec) if name == "dinov2" else ResNet50Trunk()
         # the backbone's own pipeline around a random net: no weights file is needed to time it
         backbone = kind.__new__(kind)
-        backbone.resize, backbone.device, backbone.dtype = kind.default_resize, device, torch.float32
+        backbone.resize, backbone.device, backbone.dtype = DEFAULT_RESIZE[name], device, torch.float32
         backbone.batch_size, backbone.weights_path = args.feature_batch, Path("random")
         backbone._resize = resize_for(name, backbone.resize)
         backbone.model = net.to(device).eval().requires_grad_(False)

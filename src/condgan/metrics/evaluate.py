@@ -22,6 +22,7 @@ from .backbones import Backbone, ClassifierBackbone, build_backbone
 from .classifier import classifier_caveat, load_or_train_classifier
 from .errors import EvalError
 from .generate import balanced_labels, generated_batches
+from .kid import SEED as KID_SEED
 from .reference import Reference, reference_statistics
 from .request import (AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequest, at_classifier_scale,  # noqa: F401
                       auto_protocol, beyond_classifier_scale, request_from_config, resolve_auto)
@@ -89,7 +90,7 @@ class Evaluator:
         self.classifier = None
         if any(m.needs_classifier for m in needs):
             own = next((b.model for b in self.backbones.values() if isinstance(b, ClassifierBackbone)), None)
-            self.classifier = own or load_or_train_classifier(self.train, self.device, progress)
+            self.classifier = own if own is not None else load_or_train_classifier(self.train, self.device, progress)
         self.keep_images = any(m.needs_images for m in needs)
         self._caveat_said = False
         self.refs: dict[str, Reference] = {}
@@ -135,9 +136,9 @@ class Evaluator:
                 seconds[name] += time.perf_counter() - t
                 feats[name].append(f)
                 logits[name].append(lg)
-            if self.classifier is not None:
-                own = self.backbones.get("classifier")
-                class_logits.append(logits["classifier"][-1] if own is not None else self.classifier(to_float(x)))
+            if self.classifier is not None:  # the classifier backbone's logits are its class logits already
+                class_logits.append(logits["classifier"][-1] if "classifier" in self.backbones
+                                    else self.classifier(to_float(x)))
             if self.keep_images:
                 images.append(x)
         shared = {"class_logits": torch.cat(class_logits) if class_logits else None,
@@ -197,6 +198,6 @@ def metric_protocol(r: EvalRequest, backbones: dict[str, Backbone]) -> dict:
     if "prdc" in r.metrics:
         out["prdc"] = {"k": r.prdc_k, "distance": "euclidean, strict <"}
     if "kid" in r.metrics:
-        out["kid"] = {"subsets": r.kid_subsets, "subset_size": r.kid_subset_size, "seed": 2020,
+        out["kid"] = {"subsets": r.kid_subsets, "subset_size": r.kid_subset_size, "seed": KID_SEED,
                       "kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2; mean and std (ddof 0) over subsets"}
     return out

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..train.checkpoint import CheckpointError, load_module_state
-from .backbones import Backbone, no_tf32
+from .backbones import DEFAULT_RESIZE, Backbone, no_tf32
 from .errors import EvalError
 from .preprocess import imagenet_input, resize_for
 from .resnet50 import ResNet50Trunk
@@ -35,13 +35,12 @@ class ImageNetBackbone(Backbone):
     """A network reading ImageNet-normalised 224 px images: uint8 [B, C, H, W] -> (features [B, F], no logits)."""
 
     weights_spec: WeightsFile
-    default_resize: str
     has_logits = False
 
     def __init__(self, device: torch.device | str = "cpu", resize: str | None = None,
                  weights: str | os.PathLike | None = None, allow_download: bool = True, batch_size: int = 64,
                  dtype: torch.dtype = torch.float32) -> None:
-        self.resize = resize or self.default_resize
+        self.resize = resize or DEFAULT_RESIZE[self.name]
         self._resize = resize_for(self.name, self.resize)  # checked before the (slower) weights lookup
         self.device, self.batch_size, self.dtype = torch.device(device), batch_size, dtype
         spec = self.weights_spec
@@ -94,7 +93,6 @@ class DINOv2Backbone(ImageNetBackbone):
 
     name = "dinov2"
     weights_spec = DINOV2_WEIGHTS
-    default_resize = "pil"
 
     def __init__(self, *args, spec: ViTSpec | None = None, **kwargs) -> None:
         self.spec = spec = spec or VIT_SPECS["ViT-L/14"]  # FD_DINOv2 is ViT-L/14; tests use tiny sizes
@@ -115,7 +113,6 @@ class SwAVBackbone(ImageNetBackbone):
 
     name = "swav"
     weights_spec = SWAV_WEIGHTS
-    default_resize = "bilinear"
     network = "SwAV ResNet-50 (facebookresearch/swav, torchvision layout), pooled input of fc"
     feature_dim = 2048
 
