@@ -26,7 +26,7 @@ from PIL import Image
 import condgan.cli.eval as eval_cli
 import condgan.metrics.inception_weights as iw
 from condgan.cli import main
-from condgan.cli.main import _final_report
+from condgan.cli.train import _final_report
 from condgan.data.base import make_dataset
 from condgan.metrics.errors import EvalError
 from condgan.metrics.inception_weights import load_inception

@@ -87,8 +87,8 @@ def _resolution(tree: dict) -> int:
     return tree["data"].get("resolution", 32)
 
 
-SMALL_NETS = ["model.g_width=8", "model.d_width=8"]  # every net at CI size (full width: the slow test)
-# StyleGAN2 at CI size (every resolution: channels min(2048 / r, 16), so 4 at 512 px); full width: the slow test
+SMALL_NETS = ["model.g_width=8", "model.d_width=8"]  # every net at CI size (full width: tests/test_smoke.py, slow)
+# StyleGAN2 at CI size (every resolution: channels min(2048 / r, 16), so 4 at 512 px); full width: tests/test_smoke.py, slow
 SMALL_STYLEGAN2 = ["model.channel_base=2048", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
                    "model.embed_dim=8"]
 
@@ -104,17 +104,11 @@ def _ci_nets(tree: dict) -> list[str]:
 @pytest.mark.parametrize("name", sorted(list_presets()))
 def test_every_preset_builds_and_trains_two_steps(name, tmp_path, data_roots):
     """The preset's losses, regularisers, strategy and architecture as shipped (the nets at width 8, StyleGAN2 at
-    channel_max 16; full width in the slow test below and in cifar10-reacgan's test above); the batch shrinks, and on the paper data sets
+    channel_max 16; full width in tests/test_smoke.py's slow test and in cifar10-reacgan's test above); the batch shrinks, and on the paper data sets
     one D iteration per G step and no sample grid or checkpoint keep the test short (the cifar10-reacgan test above
     runs the full trainer with 5 D steps)."""
     tree = load_preset(name)
     _train_two_steps(name, tree, tmp_path, data_roots, _ci_nets(tree))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(list_presets()))
-def test_every_preset_trains_two_steps_at_full_width(name, tmp_path, data_roots):
-    _train_two_steps(name, load_preset(name), tmp_path, data_roots, [])
 
 
 def _train_two_steps(name: str, tree: dict, tmp_path, data_roots: dict, nets: list[str]) -> None:

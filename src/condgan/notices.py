@@ -1,8 +1,10 @@
-"""condgan's warnings: a category of their own, so library users can filter them
-(``warnings.simplefilter("error", CondganWarning)``); the command line prints every warning, condgan's and its
-libraries' (PIL's decompression-bomb warning, say), as one ``condgan: warning:`` line on stderr."""
+"""What the console shows besides results: condgan's warnings, a category of their own so library users can filter
+them (``warnings.simplefilter("error", CondganWarning)``), which the command line prints, condgan's and its
+libraries' (PIL's decompression-bomb warning, say), as one ``condgan: warning:`` line on stderr; and whether a
+progress bar is worth drawing."""
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 
@@ -31,3 +33,13 @@ def print_warnings_as_lines() -> None:
         print(warning_line(message, category), file=sys.stderr if file is None else file)
 
     warnings.showwarning = show
+
+
+def progress_bar_wanted(no_progress: bool = False) -> bool:
+    """A bar only where someone watches it: stderr (tqdm's stream) is a terminal at least 20 columns wide.
+
+    Elsewhere (a pipe, a log file, a batch job, a zero-width terminal) a redrawn bar is a flood of carriage
+    returns, or nothing at all; training prints a plain line every ``train.log_every`` steps instead."""
+    if no_progress or sys.stderr is None or not sys.stderr.isatty():
+        return False
+    return shutil.get_terminal_size(fallback=(0, 0)).columns >= 20

@@ -23,6 +23,7 @@ from ..metrics.evaluate import AUTO, CLASSIFIER_SCALE, DEFAULT_METRICS, EvalRequ
 from ..metrics.kid import SUBSET_SIZE, SUBSETS
 from ..metrics.request import resize_choices
 from ..metrics.suite import METRICS, parse_metrics
+from ..notices import progress_bar_wanted
 from .sample import add_standing_stats_argument, check_standing_stats
 from ..train import checkpoint as ckpt
 
@@ -55,7 +56,8 @@ def run_eval(args: argparse.Namespace) -> int:
     train = load_dataset(cfg.data, "train")
     _check_run_classes(state, path, train, cfg)  # before any slow work
     with PendingFile(out) as pending:  # an unwritable destination fails now, not after the scoring
-        evaluator = Evaluator(cfg.data, request, device, train=train, progress=not args.no_progress,
+        evaluator = Evaluator(cfg.data, request, device, train=train,
+                              progress=progress_bar_wanted(args.no_progress),
                               eval_command=True)
         G = build_generator(cfg, state, path, train.num_classes, train.images.shape[1], device)
         if args.standing_stats:
@@ -93,7 +95,7 @@ def _run_on_images(args: argparse.Namespace, device) -> int:
                        backbone=backbone, metrics=metrics)
     with PendingFile(out) as pending:
         record = {"images": str(images), **score_image_set(fake, real, request, device, split,
-                                                         progress=not args.no_progress)}
+                                                         progress=progress_bar_wanted(args.no_progress))}
         _commit(pending, out, record)
     return 0
 

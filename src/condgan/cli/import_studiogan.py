@@ -110,7 +110,7 @@ def class_count(cfg: Config, generator: dict[str, torch.Tensor], given: int | No
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from .main import resolve_config
+    from .train import resolve_config
     from ..nets import build_nets
 
     if not (args.preset or args.config):

@@ -68,12 +68,23 @@ def families(train: list[dict], evals: list[dict], left_out: Counter | None = No
     """File stem -> the series it plots (``left_out``: see :func:`series`)."""
     keys = sorted({k for r in train for k in r})
     losses = [k for k in keys if k.startswith(("d_", "g_")) and k not in DIAGNOSTICS]
-    flat_evals = [{"step": r["step"], **r["eval"]} for r in evals]
+    flat_evals = [{"step": r["step"], **{in_space(k, r.get("backbone")): v for k, v in r["eval"].items()}}
+                  for r in evals]
     eval_keys = sorted({k for r in flat_evals for k in r if k != "step"})
     out = {"losses": series(train, losses, left_out), "learning_rates": series(train, ["lr_g", "lr_d"], left_out),
            "diagnostics": series(train, list(DIAGNOSTICS), left_out), "speed": series(train, ["it_per_s"], left_out),
            "eval": series(flat_evals, eval_keys, left_out)}
     return {name: s for name, s in out.items() if s}
+
+
+def in_space(key: str, backbone: object) -> str:
+    """An evaluation value's panel title: ``fid (inception)`` for a value computed in a feature space (values of
+    two spaces are never one curve); the classifier's accuracies and values of runs that did not record the
+    space keep their bare name."""
+    from ..metrics.suite import METRICS
+
+    spaced = {v for m in METRICS.values() if m.per_backbone for v in m.values}
+    return f"{key} ({backbone})" if key in spaced and isinstance(backbone, str) else key
 
 
 def draw(name: str, panels: dict[str, tuple[list[int], list[float]]], path: Path, title: str,

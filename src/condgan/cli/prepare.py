@@ -7,6 +7,7 @@ import shlex
 
 from ..data.readers import READERS
 from ..data.store import DEFAULT_RESIZER, RESIZERS
+from ..notices import progress_bar_wanted
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -20,7 +21,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         raise DataError(f"--workers must be >= 0 (0 = every core) and at most {4 * cores} (4 per core of this "
                         f"machine), got {args.workers}")
     done = prepare(args.data, args.root, args.resolution, args.resizer, args.classes or "", tuple(args.split),
-                   args.workers, progress=not args.no_progress)
+                   args.workers, progress=progress_bar_wanted(args.no_progress))
     for split, folder, manifest in done:
         print(f"{args.data} {split}: {manifest['count']:,} images of {len(manifest['classes'])} classes at "
               f"{manifest['resolution']} px ({manifest['resizer']}) in {folder}")

@@ -33,6 +33,7 @@ from ..files import PendingFile
 from ..generator import GeneratorInfo, load_generator, standing_statistics
 from ..metrics.errors import EvalError
 from ..metrics.generate import MIN_TRUNCATION, generated_batches, truncated_normal
+from ..notices import progress_bar_wanted
 from ..sample import (CHUNK, PendingFolder, available_memory, class_grid, grid_classes, grid_image, in_chunks,
                       forward_bytes, lerp, mix_rows, row_names, size_text, slerp, w_walk)
 from ..style_sampling import CENTER_SAMPLES, CENTERS, NOISE_MODES, StyleSampler, is_stylegan2
@@ -193,8 +194,8 @@ def run_sample(args: argparse.Namespace) -> int:
             return write_picture(G, info, args, sampler, pending)
         classes = parse_classes(args.classes, info.num_classes)
         with out_of_memory_names(f"--batch-size {args.batch_size}", "give a smaller --batch-size"):
-            images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size, not args.no_progress,
-                                  None if sampler else args.truncation, sampler)
+            images, labels = draw(G, info, classes, args.per_class, args.seed, args.batch_size,
+                                  progress_bar_wanted(args.no_progress), None if sampler else args.truncation, sampler)
         with claimed(out):
             write = write_folders if folders else write_npz
             count = write(pending, images, labels, info.class_names)

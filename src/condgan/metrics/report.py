@@ -1,41 +1,34 @@
-"""End-of-training report: conditional accuracy of EMA-G samples under the dataset's evaluation classifier."""
+"""End-of-training report: conditional accuracy of EMA-G samples under the dataset's evaluation classifier.
+
+It is ``condgan eval RUN --metrics acc --num <eval.num_samples>`` on the last checkpoint, computed in place: the same
+evaluator, latents (seed 0, batches of 250), labels (sample i has class i mod C) and classifier, so the two
+commands print the same accuracy.
+"""
 from __future__ import annotations
 
-import torch
+from .evaluate import EvalRequest, Evaluator
 
-from ..data import load_dataset, to_float
-from ..data.classes import check_same_classes, split_label
-from ..notices import warn
-from .classifier import accuracy, classifier_caveat, conditional_accuracy, load_or_train_classifier
+# `condgan eval`'s defaults, which the report's numbers must equal
+REPORT_REQUEST = EvalRequest(metrics=["acc"])
 
 
 def final_report(trainer, progress: bool = True) -> dict:
-    """Score ``trainer``'s G_ema: the share of samples classified as the class they were generated for,
-    with the classifier's own top-1 accuracy on real images for context: the held-out test split, or (for a
-    dataset without one) its training images, said so in ``real_images_are`` and with a warning."""
-    cfg, device = trainer.cfg, trainer.device
-    # the training data, already loaded; with data.subset the judge is trained on the whole training split
-    train = load_dataset(cfg.data, "train") if cfg.data.subset else trainer.run.dataset
-    test = load_dataset(cfg.data, "test")
-    # before the classifier is trained: its labels must mean the same classes in both splits
-    check_same_classes(train, test, split_label(cfg.data, "train"), split_label(cfg.data, "test"), cfg.data)
-    held_out = test.identity != train.identity  # folder / npz without a test split return the train images
-    clf = load_or_train_classifier(train, device=device, progress=progress)
-    real_acc = accuracy(clf, to_float(test.images).to(device), test.labels.to(device))
-    caveat = classifier_caveat(real_acc, train.num_classes, held_out)
-    if caveat:
-        warn(caveat)
-    G = trainer.run.ema.shadow
-    z_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 2)
-
-    def generate(y: torch.Tensor) -> torch.Tensor:
-        z = torch.randn(y.shape[0], cfg.model.z_dim, device=device, generator=z_gen)
-        return G(z, y.to(device))
-
-    with torch.no_grad():
-        cond_acc = conditional_accuracy(generate, clf, train.num_classes, cfg.eval.num_samples, device=device)
-    return {"step": trainer.step, "backbone": "condgan-eval-classifier", "dataset": train.name,
-            "dataset_identity": train.identity, "real_images": int(test.labels.numel()),
+    """Score ``trainer``'s G_ema: the share of samples classified as the class they were generated for, with
+    the classifier's own top-1 accuracy on real images for context: the held-out test split, or (for a dataset
+    without one) its training images, said so in ``real_images_are`` and with a warning."""
+    cfg = trainer.cfg
+    request = EvalRequest(metrics=REPORT_REQUEST.metrics, num_samples=cfg.eval.num_samples,
+                          batch_size=REPORT_REQUEST.batch_size, seed=REPORT_REQUEST.seed)
+    # with data.subset the judge is trained on the whole training split, as `condgan eval` does
+    train = None if cfg.data.subset else trainer.run.dataset
+    evaluator = Evaluator(cfg.data, request, trainer.device, train=train, progress=progress, eval_command=True)
+    record = evaluator(trainer.run.ema.shadow, cfg.model.z_dim)
+    values, protocol = record["metrics"], record["protocol"]
+    held_out = evaluator.test_held_out
+    return {"step": trainer.step, "backbone": "condgan-eval-classifier", "dataset": evaluator.train.name,
+            "dataset_identity": evaluator.train.identity, "real_images": int(evaluator.test.labels.numel()),
             "real_images_are": "held-out real test images" if held_out else "real training images (no held-out split)",
-            "real_accuracy": float(real_acc), "classifier_caveat": caveat, "num_samples": int(cfg.eval.num_samples),
-            "conditional_accuracy": float(cond_acc), "generator": "G_ema (eval mode)"}
+            "real_accuracy": values["real_acc_top1"], "classifier_caveat": protocol.get("classifier_caveat"),
+            "num_samples": int(request.num_samples), "seed": request.seed, "batch_size": request.batch_size,
+            "conditional_accuracy": values["acc_top1"], "conditional_accuracy_top5": values["acc_top5"],
+            "generator": "G_ema (eval mode)", "same_as": f"condgan eval RUN --metrics acc --num {request.num_samples}"}

@@ -178,7 +178,13 @@ def build_nets(cfg: Config, num_classes: int, img_channels: int) -> Pair:
     """(G, D) for ``cfg.model.arch`` at ``cfg.data.resolution``, for images of ``img_channels`` channels.
 
     The config has been validated (:func:`model_problem` is None for it)."""
-    g, d = ARCHITECTURES[cfg.model.arch].build(cfg, num_classes, img_channels)
+    try:
+        g, d = ARCHITECTURES[cfg.model.arch].build(cfg, num_classes, img_channels)
+    except ValueError as e:  # a combination the checks above cannot see, e.g. widths too narrow for attention
+        from ..config import ConfigError  # the config package imports this module
+
+        raise ConfigError(f"the model settings build no {cfg.model.arch} network at {cfg.data.resolution} px: {e} "
+                          f"(model.g_width={cfg.model.g_width}, model.d_width={cfg.model.d_width})") from None
     if cfg.loss.feature_clip is not None:  # ReACGAN Table A5's feature clipping, before the classifier head
         d.heads.classifier_input = partial(clip_feature_norm, max_norm=cfg.loss.feature_clip)
     return g, d

@@ -75,6 +75,17 @@ def progress_line(record: dict, total: int) -> str:
     """One metrics record as a plain log line: step, the two losses, speed and the time left at that speed."""
     losses = "  ".join(f"{k} {record[k]:.4f}" for k in ("d_loss", "g_loss") if k in record)
     speed = record["it_per_s"]
-    left = (total - record["step"]) / speed if speed > 0 else float("inf")
-    eta = "?" if left == float("inf") else f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+    eta = duration((total - record["step"]) / speed) if speed > 0 else "?"
     return f"step {record['step']}/{total}  {losses}  {speed:.2f} it/s  eta {eta}"
+
+
+def duration(seconds: float) -> str:
+    """H:MM:SS (the time left in a progress line, the time a run took)."""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def eval_line(step: int, scalars: dict, backbone: str, best: bool) -> str:
+    """A periodic evaluation as one console line: ``eval at step 1000 (classifier): fid 12.3456  acc_top1 ...``."""
+    values = "  ".join(f"{k} {v:.4f}" for k, v in scalars.items())
+    return f"eval at step {step} ({backbone}): {values}{'  (new best)' if best else ''}"

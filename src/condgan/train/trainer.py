@@ -28,7 +28,7 @@ from .init_from import init_weights, read_init_source
 from .resume import (ResumePoint, check_resume, check_run_dir_shared, check_same_data_everywhere, find_resume_point,
                      newest_checkpoint_seen)
 from .rundir import RunDirError, RunDirLock
-from .runlog import LogWindow, progress_line, truncate_log
+from .runlog import LogWindow, eval_line, progress_line, truncate_log
 from .stopping import REQUESTS, StopVote, Stopped
 from .tensorboard import TensorBoardLog, check_available
 
@@ -323,14 +323,22 @@ class Trainer:
         scalars = _scalars(record)
         value = scalars[e.best]
         lower = e.best in LOWER_IS_BETTER
-        if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
+        better = self.best is None or (value < self.best["value"] if lower else value > self.best["value"])
+        if better:
             self.best = {"metric": e.best, "value": value, "step": self.step}
             from_main(self._write_best, self.state_dict(), record)
+        if self.world.is_main and (self.progress or self.log_lines):
+            line = eval_line(self.step, scalars, self._evaluator.backbone.name, better)
+            if self.progress:
+                tqdm.write(line)  # above the bar, which stays whole
+            else:
+                print(line, flush=True)
 
     def _evaluate_and_log(self) -> dict:
         record = self._evaluate()
         scalars = _scalars(record)
-        append_line(self.out / "metrics.jsonl", json.dumps({"step": self.step, "eval": scalars}))
+        append_line(self.out / "metrics.jsonl", json.dumps({"step": self.step, "eval": scalars,
+                                                            "backbone": self._evaluator.backbone.name}))
         if self.tensorboard is not None:
             self.tensorboard.scalars(scalars, self.step, prefix="eval/")
         return record
