@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,13 +41,20 @@ def test_smoke_trains_a_sample_of_presets(preset, tmp_path, capsys, monkeypatch)
     check_smoke_run(tmp_path, preset, *smoke(capsys, tmp_path, preset, *SMALL_BATCH))
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache for the slow test: presets of one shape share their fabricated images."""
+    return tmp_path_factory.mktemp("smoke-cache")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(list_presets()))
-def test_smoke_trains_every_preset(preset, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path / "cache"))
+def test_smoke_trains_every_preset(preset, tmp_path, capsys, monkeypatch, shared_cache):
+    monkeypatch.setenv("CONDGAN_CACHE", str(shared_cache))
     # 512 px: a batch of 2 (ADA's warp works on 6x the image side; a batch of 8 takes minutes per step on a CPU)
     batch = ["--set", "train.batch_size=2"] if load_preset(preset)["data"].get("resolution") == 512 else SMALL_BATCH
     check_smoke_run(tmp_path, preset, *smoke(capsys, tmp_path, preset, *batch))
+    shutil.rmtree(tmp_path / "run")  # a full-width ImageNet checkpoint is a gigabyte: 160 of them fill a disk
 
 
 def test_smoke_needs_no_dataset_and_leaves_a_run_that_samples(tmp_path, capsys, monkeypatch):
@@ -83,3 +92,14 @@ def test_smoke_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
     code, _, err = run_main(capsys, "train", "--preset", "mnist5k-reacgan", "--out", str(tmp_path / "run"),
                             "--no-eval")
     assert code == 2 and "data.name" in one_line_error(err)
+
+
+def test_smoke_keeps_a_linear_decay_at_its_share_of_the_schedule(tmp_path, monkeypatch):
+    from condgan.cli.train import resolve_config
+    from condgan.train.smoke import smoke_config
+
+    monkeypatch.setenv("CONDGAN_CACHE", str(tmp_path / "cache"))
+    cfg = resolve_config("imagenet143-64-sngan", None, [])  # decay from 200k of 300k steps
+    assert (cfg.optim.lr_decay, cfg.optim.lr_decay_start, cfg.train.steps) == ("linear", 200000, 300000)
+    smoke = smoke_config(cfg, 6)
+    assert (smoke.optim.lr_decay_start, smoke.train.steps) == (4, 6)  # a start beyond the end would be invalid

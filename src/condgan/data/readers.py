@@ -2,7 +2,7 @@
 
 A reader only lists files (no decoding); ``condgan prepare`` (data/store.py) decodes, crops and resizes them
 into a memory-mappable store. Every reader knows its splits and the split its papers use as the FID
-reference (DESIGN.md §8).
+reference (docs/evaluation.md, "Protocol").
 """
 from __future__ import annotations
 

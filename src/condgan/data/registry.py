@@ -33,7 +33,7 @@ def largest_resolution() -> int:
 
 def reference_split(name: str) -> str:
     """The split ("train" | "test") the papers take FID's reference statistics from for dataset ``name``:
-    the training images for CUB200 and AFHQ, the held-out split for the rest (DESIGN.md §8)."""
+    the training images for CUB200 and AFHQ, the held-out split for the rest, as the papers report FID."""
     reader = READERS.get(name)
     return "train" if reader is not None and reader.reference_split == "train" else "test"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config, ConfigError
+from ..config.validate import validate
 from ..data.download import cache_dir
 from ..data.registry import KNOWN_SHAPES
 from ..files import PendingFile
@@ -30,7 +31,11 @@ def smoke_config(cfg: Config, steps: int = DEFAULT_STEPS) -> Config:
     path = fabricated_data(classes, channels, cfg.data.resolution, images)
     data = replace(cfg.data, name="npz", root=str(path), resize=False, subset=0, classes="")
     train = replace(cfg.train, steps=steps, log_every=1, sample_every=steps, ckpt_every=steps)
-    return replace(cfg, data=data, train=train, eval=replace(cfg.eval, every=0))
+    # a linear decay keeps its place in the schedule (400k of 500k steps: the same share of the smoke's)
+    optim = replace(cfg.optim, lr_decay_start=cfg.optim.lr_decay_start * steps // cfg.train.steps)
+    smoke = replace(cfg, data=data, train=train, optim=optim, eval=replace(cfg.eval, every=0))
+    validate(smoke)
+    return smoke
 
 
 def data_shape(cfg: Config) -> tuple[int, int]:
