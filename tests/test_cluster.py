@@ -88,11 +88,11 @@ def free_port() -> int:
 
 
 def readme_multinode_line(port: int, sets: list[str], restarts: int | None = None) -> list[str]:
-    """The README's multi-node torchrun line, as written, at this machine's scale: one process per node, the
+    """The manual's multi-node torchrun line, as written, at this machine's scale: one process per node, the
     rendezvous on 127.0.0.1:``port``, CPU, the tiny demo preset into ./run with ``sets`` (and ``restarts``
     instead of the line's --max-restarts: an error in the input repeats on every restart)."""
-    readme = (TESTS.parent / "README.md").read_text()
-    section = readme[readme.index("### Several nodes, preemption and failures"):]
+    page = (TESTS.parent / "docs" / "multi-gpu-and-clusters.md").read_text()
+    section = page[page.index("## Several nodes, preemption and failures"):]
     block = section[section.index("```bash\n") + 8:]
     argv = shlex.split(block[:block.index("```")].replace("\\\n", " "))
     assert argv[0] == "torchrun" and "--nnodes=2" in argv and "--rdzv-backend=c10d" in argv, argv
@@ -110,7 +110,7 @@ def readme_multinode_line(port: int, sets: list[str], restarts: int | None = Non
 
 
 def test_two_nodes_train_as_one_node_and_only_rank_0_touches_the_run_dir(tmp_path, one_node_runs):
-    """The README's multi-node line on two launchers (--nnodes=2, c10d rendezvous on 127.0.0.1, one process each),
+    """The manual's multi-node line on two launchers (--nnodes=2, c10d rendezvous on 127.0.0.1, one process each),
     each in its own folder with a relative --out: only global rank 0's folder gets a run dir, and G_ema equals one
     node's two processes (1e-6) and one process's (1e-5, as test_distributed compares them)."""
     cmd, nodes = readme_multinode_line(free_port(), ONE_NODE), [tmp_path / "node0", tmp_path / "node1"]

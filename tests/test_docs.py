@@ -71,26 +71,21 @@ def test_every_yaml_config_block_is_a_valid_config():
 
 @pytest.fixture(scope="session")
 def docs_env(tmp_path_factory) -> dict:
-    """A shared cache (fabricated data, the evaluation classifier) and a finished tiny demo run to copy."""
+    """A cache the pages share (fabricated data, the evaluation classifier) and a finished tiny demo run to copy."""
     root = tmp_path_factory.mktemp("docs")
-    env = {"CONDGAN_CACHE": str(root / "cache")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    demo = root / "demo"
-    demo_args = ["train", "--preset", "mnist5k-reacgan", "--out", str(demo)]
-    assert main(demo_args + tiny_train(demo_args)) == 0
-    yield {"demo": demo, **env}
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    demo, cache = root / "demo", str(root / "cache")
+    with pytest.MonkeyPatch.context() as patch:  # the other test files keep their own cache
+        patch.setenv("CONDGAN_CACHE", cache)
+        demo_args = ["train", "--preset", "mnist5k-reacgan", "--out", str(demo)]
+        assert main(demo_args + tiny_train(demo_args)) == 0
+    return {"demo": demo, "cache": cache}
 
 
 @pytest.mark.parametrize("page", runnable_pages())
 def test_page_runs_as_written(page, docs_env, tmp_path, monkeypatch, capsys):
     shutil.copytree(docs_env["demo"], tmp_path / "runs" / "demo")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONDGAN_CACHE", docs_env["cache"])
     for b in blocks(Path(__file__).resolve().parent.parent / page):
         if b.file is not None:
             (tmp_path / b.file).write_text(b.text)
@@ -148,6 +143,7 @@ def test_a_renamed_flag_fails_the_page(docs_env, tmp_path, monkeypatch, capsys):
     """The check above can fail: a flag the parser does not know stops its block, naming the page and line."""
     shutil.copytree(docs_env["demo"], tmp_path / "runs" / "demo")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONDGAN_CACHE", docs_env["cache"])
     block = Block("docs/x.md", 7, "bash", "condgan sample runs/demo --per_class 2 --out runs/demo/x\n")
     with pytest.raises(AssertionError, match="docs/x.md:7.*exited 2.*unrecognized arguments: --per_class"):
         run_line(command_lines(block.text)[0], block, capsys)

@@ -90,9 +90,9 @@ def test_an_ignored_sigint_stays_ignored():
     assert signal.getsignal(signal.SIGTERM) is not requests._handle
 
 
-def test_the_readme_lists_every_exit_code():
-    readme = (TESTS.parent / "README.md").read_text()
-    table = readme[readme.index("| exit code | meaning |"):].split("\n\n")[0]
+def test_the_manual_lists_every_exit_code():
+    page = (TESTS.parent / "docs" / "commands.md").read_text()
+    table = page[page.index("| exit code | meaning |"):].split("\n\n")[0]
     codes = dict(re.findall(r"^\| (\S+(?: \+ n)?) \| (.+) \|$", table, re.M))
     assert {"0", str(EXIT_BAD_INPUT), str(EXIT_DIVERGED), str(EXIT_RANK_FAILED), "128 + n"} <= codes.keys()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
