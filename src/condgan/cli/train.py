@@ -119,6 +119,9 @@ def _final_report(trainer, args: argparse.Namespace, progress: bool = False) -> 
     if beyond:  # training a classifier on ImageNet would take hours; say which limit tripped
         print(f"end-of-training accuracy report skipped: {beyond}; score the run with: condgan eval {args.out}")
         return
+    # the first report on a dataset trains its classifier (half a minute for the digits): say what the pause is
+    print(f"end-of-training report: scoring {trainer.cfg.eval.num_samples} EMA-G samples with the evaluation "
+          f"classifier (trained once per dataset, then cached)", flush=True)
     report = final_report(trainer, progress=progress)
     write_text_atomic(Path(args.out) / "final_eval.json", json.dumps(report, indent=2) + "\n")
     print(f"evaluation classifier accuracy on {report['real_images']} {report['real_images_are']}: "
