@@ -259,9 +259,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--kid-subsets", type=int, default=SUBSETS, help=f"KID subsets (default {SUBSETS})")
     e.add_argument("--kid-subset-size", type=int, default=SUBSET_SIZE,
                    help=f"images per KID subset (default {SUBSET_SIZE}; smaller sets use their size)")
-    e.add_argument("--batch-size", type=int, default=250,
-                   help="images the generator makes per batch (default 250); lower it if memory runs out")
-    e.add_argument("--seed", type=int, default=0, help="latent seed of the samples (0 to 2^63 - 1)")
+    e.add_argument("--batch-size", type=int, default=EvalRequest.batch_size,
+                   help=f"images the generator makes per batch (default {EvalRequest.batch_size}); lower it if "
+                        "memory runs out")
+    e.add_argument("--seed", type=int, default=EvalRequest.seed,
+                   help=f"latent seed of the samples (0 to 2^63 - 1; default {EvalRequest.seed}, as the "
+                        "end-of-training report)")
     add_standing_stats_argument(e)
     i = e.add_argument_group("scoring images instead of a run (any model's samples)")
     i.add_argument("--images", metavar="DIR|FILE.npz",

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from .evaluate import EvalRequest, Evaluator
 
-# `condgan eval`'s defaults, which the report's numbers must equal
-REPORT_REQUEST = EvalRequest(metrics=["acc"])
-
 
 def final_report(trainer, progress: bool = True) -> dict:
     """Score ``trainer``'s G_ema: the share of samples classified as the class they were generated for, with
     the classifier's own top-1 accuracy on real images for context: the held-out test split, or (for a dataset
     without one) its training images, said so in ``real_images_are`` and with a warning."""
     cfg = trainer.cfg
-    request = EvalRequest(metrics=REPORT_REQUEST.metrics, num_samples=cfg.eval.num_samples,
-                          batch_size=REPORT_REQUEST.batch_size, seed=REPORT_REQUEST.seed)
+    request = EvalRequest(metrics=["acc"], num_samples=cfg.eval.num_samples)  # `condgan eval`'s defaults otherwise
     # with data.subset the judge is trained on the whole training split, as `condgan eval` does
     train = None if cfg.data.subset else trainer.run.dataset
     evaluator = Evaluator(cfg.data, request, trainer.device, train=train, progress=progress, eval_command=True)
