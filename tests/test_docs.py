@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from condgan.cli import main, resolve_config
+from condgan.cli import main, make_parser, resolve_config
 from condgan.config import build_config
 from condgan.config.schema import Config
 from condgan.presets import with_base
@@ -104,15 +104,10 @@ def command_lines(text: str) -> list[str]:
 
 def tiny_train(words: list[str]) -> list[str]:
     """What a documented ``condgan train ...`` (``words``) gets appended: smoke, small batch, narrow nets."""
-    args = words[words.index("train") + 1:]
-
-    def value(flag: str) -> str | None:
-        return args[args.index(flag) + 1] if flag in args[:-1] else None
-
-    sets = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--set"]
-    try:
-        arch = resolve_config(value("--preset"), value("--config"), sets).model.arch
-    except Exception:  # noqa: BLE001 - the command itself will say what is wrong with it
+    try:  # condgan's own parser reads the command's preset, config and overrides
+        args = make_parser().parse_args(words[words.index("condgan") + 1:])
+        arch = resolve_config(args.preset, args.config, args.set).model.arch
+    except (SystemExit, Exception):  # noqa: BLE001 - the command itself will say what is wrong with it
         arch = "other"
     return SMOKE + [a for s in NARROW.get(arch, NARROW["other"]) for a in ("--set", s)]
 

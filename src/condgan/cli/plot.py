@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 from ..files import read_records
@@ -81,10 +82,15 @@ def in_space(key: str, backbone: object) -> str:
     """An evaluation value's panel title: ``fid (inception)`` for a value computed in a feature space (values of
     two spaces are never one curve); the classifier's accuracies and values of runs that did not record the
     space keep their bare name."""
+    return f"{key} ({backbone})" if key in _spaced_values() and isinstance(backbone, str) else key
+
+
+@cache
+def _spaced_values() -> frozenset[str]:
+    """The values of the metrics computed in each backbone's feature space (fid, kid_mean, precision, ...)."""
     from ..metrics.suite import METRICS
 
-    spaced = {v for m in METRICS.values() if m.per_backbone for v in m.values}
-    return f"{key} ({backbone})" if key in spaced and isinstance(backbone, str) else key
+    return frozenset(v for m in METRICS.values() if m.per_backbone for v in m.values)
 
 
 def draw(name: str, panels: dict[str, tuple[list[int], list[float]]], path: Path, title: str,

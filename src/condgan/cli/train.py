@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import Config, ConfigError, build_config, load_yaml
 from ..notices import progress_bar_wanted
 from ..presets import DEFAULT_PRESET, load_preset, with_base
-from ..train.smoke import DEFAULT_STEPS
+from ..train.smoke import DEFAULT_STEPS, smoke_config
 
 
 def resolve_config(preset: str | None, config_file: str | None, overrides: list[str]) -> Config:
@@ -35,8 +35,6 @@ def run_train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     cfg = resolve_config(args.preset, args.config, args.set)
     if args.smoke is not None:
-        from ..train.smoke import smoke_config
-
         cfg = smoke_config(cfg, args.smoke)
     device = parse_device(args.device)
     REQUESTS.install()
