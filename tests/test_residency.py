@@ -86,6 +86,8 @@ def test_stream_reads_ahead_across_epochs_without_drawing_from_the_order(monkeyp
     y, _ = sampler.next()
     assert sampler.epoch == 1 and torch.equal(sampler.perm, epoch1)
     assert torch.equal(x, dataset.images[epoch0[84:96]]) and torch.equal(y, dataset.images[epoch1[:12]])
+    for future in feed.pending.values():  # the reads ahead run on the pool's threads: let them start and finish
+        future.result()
     assert sorted(reads) == [(1, 24), (1, 36)]  # only new batches were read: nothing twice
     assert feed.wait_s >= 0.0
     sampler.close()
